@@ -1,0 +1,8 @@
+//! The markdown report (being written).
+
+use super::Report;
+
+/// Renders the report.
+pub fn render(report: &Report) -> String {
+    format!("{:?}", report.summary())
+}

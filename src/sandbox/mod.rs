@@ -1,0 +1,5 @@
+//! The practice stack: emulated Grafana and Kubernetes API, emulated pods, and a real
+//! Prometheus (or VictoriaMetrics) scraping them, all on loopback.
+
+pub mod demo;
+pub mod faults;

@@ -1,0 +1,450 @@
+//! The run's settings: a flag beats the environment, which beats the config file
+//! (`msa-doctor.toml`), which beats the default. Secrets are wrapped in [`Secret`], which never
+//! prints its value.
+
+use crate::cli::{CheckArgs, ColorChoice, Format, ReportArgs};
+use crate::config::{ConfigError, line_of};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A password or token: `Debug` and `Display` show `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// How the checks reach Grafana.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GrafanaAuth {
+    /// User and password (basic auth and `POST /login`).
+    Password {
+        /// The login.
+        user: String,
+        /// The password.
+        password: Secret,
+        /// Whether the password is the built-in default (nothing was configured).
+        defaulted: bool,
+    },
+    /// A service-account token (`Authorization: Bearer`).
+    Token(Secret),
+}
+
+/// Everything a run needs to know, resolved.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Grafana as the laptop reaches it, without a trailing slash.
+    pub grafana_url: String,
+    /// How to authenticate to Grafana.
+    pub grafana_auth: GrafanaAuth,
+    /// Prometheus directly; `None` means through Grafana's data source proxy.
+    pub prometheus_url: Option<String>,
+    /// The kubeconfig file, when given.
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context, when given.
+    pub context: Option<String>,
+    /// Cluster checks are off.
+    pub no_kube: bool,
+    /// The application namespace.
+    pub namespace: String,
+    /// The namespace of Grafana and Prometheus.
+    pub monitoring_namespace: String,
+    /// The services (Deployments) that must be scraped.
+    pub services: Vec<String>,
+    /// The Kafka topic of the lag panel.
+    pub topic: String,
+    /// The dashboard's time range.
+    pub window: Duration,
+    /// Each check's deadline.
+    pub timeout: Duration,
+    /// `--wait`, when given.
+    pub wait: Option<Duration>,
+    /// Checks running at once at most.
+    pub jobs: usize,
+    /// Run only these (ids or categories).
+    pub only: Vec<String>,
+    /// Do not run these.
+    pub skip: Vec<String>,
+    /// Extra check folders, from the flags then the config file.
+    pub check_dirs: Vec<PathBuf>,
+    /// The report format.
+    pub output: Format,
+    /// Warnings fail the run.
+    pub strict: bool,
+    /// When to colour.
+    pub color: ColorChoice,
+}
+
+impl Settings {
+    /// The defaults of CONTRACT.md, for tests and the practice stack.
+    pub fn defaults() -> Self {
+        Settings {
+            grafana_url: "http://localhost:3000".into(),
+            grafana_auth: GrafanaAuth::Password {
+                user: "admin".into(),
+                password: Secret::new("admin"),
+                defaulted: true,
+            },
+            prometheus_url: None,
+            kubeconfig: None,
+            context: None,
+            no_kube: false,
+            namespace: "metacoding".into(),
+            monitoring_namespace: "monitoring".into(),
+            services: DEFAULT_SERVICES.iter().map(|s| s.to_string()).collect(),
+            topic: "order-created".into(),
+            window: Duration::from_secs(15 * 60),
+            timeout: Duration::from_secs(5),
+            wait: None,
+            jobs: 16,
+            only: vec![],
+            skip: vec![],
+            check_dirs: vec![],
+            output: Format::Human,
+            strict: false,
+            color: ColorChoice::Auto,
+        }
+    }
+
+    /// Values for `{name}` in remedy templates.
+    pub fn template_vars(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        let mut put = |k: &str, v: &str| {
+            m.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+        };
+        put("grafana_url", &self.grafana_url);
+        if let Ok(u) = reqwest::Url::parse(&self.grafana_url) {
+            let host = u.host_str().unwrap_or("localhost").to_string();
+            let port = u.port_or_known_default().unwrap_or(3000);
+            put("grafana_host", &format!("{host}:{port}"));
+            put("grafana_port", &port.to_string());
+        }
+        put("namespace", &self.namespace);
+        put("monitoring_namespace", &self.monitoring_namespace);
+        put("topic", &self.topic);
+        put("window", &humantime::format_duration(self.window).to_string());
+        put("services", &self.services.join(","));
+        m
+    }
+}
+
+/// The guide's four services.
+pub const DEFAULT_SERVICES: [&str; 4] = [
+    "user-service",
+    "order-service",
+    "delivery-service",
+    "orchestrator-service",
+];
+
+/// Parses `15m`, `1h30m`, `500ms`, `2s`: humantime's syntax, at least one millisecond.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?}: {e} (try 5s, 15m or 1h)"))?;
+    if d.is_zero() {
+        return Err(format!("invalid duration {s:?}: must be more than zero"));
+    }
+    Ok(d)
+}
+
+/// `msa-doctor.toml`: the options of `check` under their own names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    grafana_url: Option<String>,
+    grafana_user: Option<String>,
+    grafana_password_file: Option<PathBuf>,
+    grafana_token_file: Option<PathBuf>,
+    prometheus_url: Option<String>,
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    no_kube: Option<bool>,
+    namespace: Option<String>,
+    monitoring_namespace: Option<String>,
+    services: Option<Vec<String>>,
+    topic: Option<String>,
+    window: Option<String>,
+    timeout: Option<String>,
+    wait: Option<String>,
+    jobs: Option<usize>,
+    only: Option<Vec<String>>,
+    skip: Option<Vec<String>>,
+    checks: Option<Vec<PathBuf>>,
+    output: Option<Format>,
+    strict: Option<bool>,
+    color: Option<ColorChoice>,
+    #[serde(skip)]
+    path: PathBuf,
+    #[serde(skip)]
+    text: String,
+}
+
+impl FileConfig {
+    /// Reads `--config FILE`, or `./msa-doctor.toml` when present; `None` when neither.
+    pub fn load(explicit: Option<&Path>) -> Result<Option<FileConfig>, ConfigError> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let p = PathBuf::from("msa-doctor.toml");
+                if !p.exists() {
+                    return Ok(None);
+                }
+                p
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let mut cfg: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::at(&path, &text, &e))?;
+        // Relative paths in the file are relative to the file.
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(dirs) = cfg.checks.as_mut() {
+            dirs.iter_mut().for_each(rebase);
+        }
+        for p in [
+            &mut cfg.grafana_password_file,
+            &mut cfg.grafana_token_file,
+            &mut cfg.kubeconfig,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            rebase(p);
+        }
+        cfg.path = path;
+        cfg.text = text;
+        Ok(Some(cfg))
+    }
+
+    fn duration(&self, key: &str, v: &Option<String>) -> Result<Option<Duration>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(s) => parse_duration(s).map(Some).map_err(|message| ConfigError::Invalid {
+                path: self.path.clone(),
+                line: line_of_key(&self.text, key),
+                field: key.to_string(),
+                message,
+            }),
+        }
+    }
+}
+
+fn line_of_key(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start();
+            t.starts_with(key) && t[key.len()..].trim_start().starts_with('=')
+        })
+        .map(|i| i + 1)
+        .unwrap_or_else(|| line_of(text, 0))
+}
+
+/// The environment variables that feed the settings (read once, so tests can inject them).
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    /// `GRAFANA_PASSWORD`.
+    pub grafana_password: Option<String>,
+    /// `GRAFANA_TOKEN`.
+    pub grafana_token: Option<String>,
+}
+
+impl Env {
+    /// Reads the process environment.
+    pub fn from_process() -> Self {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Env {
+            grafana_password: get("GRAFANA_PASSWORD"),
+            grafana_token: get("GRAFANA_TOKEN"),
+        }
+    }
+}
+
+fn read_secret(path: &Path, what: &str) -> Result<Secret, ConfigError> {
+    let s = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.to_path_buf(),
+        message: format!("cannot read the {what} file: {e}"),
+    })?;
+    let s = s.trim_end_matches(['\n', '\r']).to_string();
+    if s.is_empty() {
+        return Err(ConfigError::Read {
+            path: path.to_path_buf(),
+            message: format!("the {what} file is empty"),
+        });
+    }
+    Ok(Secret::new(s))
+}
+
+fn validate_url(url: &str, what: &str) -> Result<String, ConfigError> {
+    let u = url.trim().trim_end_matches('/').to_string();
+    match reqwest::Url::parse(&u) {
+        Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => Ok(u),
+        _ => Err(ConfigError::Usage(format!(
+            "invalid {what} {url:?}: expected http://host:port or https://host:port"
+        ))),
+    }
+}
+
+fn validate_name(name: &str, what: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Usage(format!(
+            "invalid {what} {name:?}: Kubernetes names are lowercase letters, digits and '-'"
+        )))
+    }
+}
+
+/// Merges flags, environment, config file and defaults into [`Settings`].
+pub fn resolve(
+    args: &CheckArgs,
+    env: &Env,
+    file: Option<&FileConfig>,
+) -> Result<Settings, ConfigError> {
+    let d = Settings::defaults();
+    let empty = FileConfig::default();
+    let f = file.unwrap_or(&empty);
+    let grafana_url = validate_url(
+        args.grafana_url
+            .as_deref()
+            .or(f.grafana_url.as_deref())
+            .unwrap_or(&d.grafana_url),
+        "Grafana URL",
+    )?;
+    let prometheus_url = args
+        .prometheus_url
+        .as_deref()
+        .or(f.prometheus_url.as_deref())
+        .map(|u| validate_url(u, "Prometheus URL"))
+        .transpose()?;
+
+    // A token (file flag, then GRAFANA_TOKEN, then the config file's token file) wins over a
+    // user and password.
+    let token = if let Some(p) = &args.grafana_token_file {
+        Some(read_secret(p, "token")?)
+    } else if let Some(t) = &env.grafana_token {
+        Some(Secret::new(t.clone()))
+    } else if let Some(p) = &f.grafana_token_file {
+        Some(read_secret(p, "token")?)
+    } else {
+        None
+    };
+    let grafana_auth = match token {
+        Some(t) => GrafanaAuth::Token(t),
+        None => {
+            let user = args
+                .grafana_user
+                .clone()
+                .or(f.grafana_user.clone())
+                .unwrap_or_else(|| "admin".into());
+            let (password, defaulted) = if let Some(p) = &args.grafana_password_file {
+                (read_secret(p, "password")?, false)
+            } else if let Some(p) = &env.grafana_password {
+                (Secret::new(p.clone()), false)
+            } else if let Some(p) = &f.grafana_password_file {
+                (read_secret(p, "password")?, false)
+            } else {
+                (Secret::new("admin"), true)
+            };
+            GrafanaAuth::Password {
+                user,
+                password,
+                defaulted,
+            }
+        }
+    };
+
+    let namespace = args
+        .namespace
+        .clone()
+        .or(f.namespace.clone())
+        .unwrap_or(d.namespace);
+    validate_name(&namespace, "namespace")?;
+    let monitoring_namespace = args
+        .monitoring_namespace
+        .clone()
+        .or(f.monitoring_namespace.clone())
+        .unwrap_or(d.monitoring_namespace);
+    validate_name(&monitoring_namespace, "monitoring namespace")?;
+    let services: Vec<String> = args
+        .services
+        .clone()
+        .or(f.services.clone())
+        .unwrap_or(d.services)
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if services.is_empty() {
+        return Err(ConfigError::Usage("--services names no service".into()));
+    }
+    for s in &services {
+        validate_name(s, "service name")?;
+    }
+    let window = match args.window {
+        Some(w) => w,
+        None => f.duration("window", &f.window)?.unwrap_or(d.window),
+    };
+    let timeout = match args.timeout {
+        Some(t) => t,
+        None => f.duration("timeout", &f.timeout)?.unwrap_or(d.timeout),
+    };
+    let wait = match args.wait {
+        Some(w) => Some(w),
+        None => f.duration("wait", &f.wait)?,
+    };
+    let jobs = args.jobs.or(f.jobs).unwrap_or(d.jobs);
+    if jobs == 0 {
+        return Err(ConfigError::Usage("--jobs must be at least 1".into()));
+    }
+    let r: &ReportArgs = &args.report;
+    let mut check_dirs = r.checks.clone();
+    check_dirs.extend(f.checks.clone().unwrap_or_default());
+    Ok(Settings {
+        grafana_url,
+        grafana_auth,
+        prometheus_url,
+        kubeconfig: args.kubeconfig.clone().or(f.kubeconfig.clone()),
+        context: args.context.clone().or(f.context.clone()),
+        no_kube: args.no_kube || f.no_kube.unwrap_or(false),
+        namespace,
+        monitoring_namespace,
+        services,
+        topic: args.topic.clone().or(f.topic.clone()).unwrap_or(d.topic),
+        window,
+        timeout,
+        wait,
+        jobs,
+        only: if r.only.is_empty() { f.only.clone().unwrap_or_default() } else { r.only.clone() },
+        skip: if r.skip.is_empty() { f.skip.clone().unwrap_or_default() } else { r.skip.clone() },
+        check_dirs,
+        output: r.output.or(f.output).unwrap_or(d.output),
+        strict: r.strict || f.strict.unwrap_or(false),
+        color: r.color.or(f.color).unwrap_or(d.color),
+    })
+}
