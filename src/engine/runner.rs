@@ -9,7 +9,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -79,10 +78,13 @@ impl Default for RunOptions {
     }
 }
 
-/// Runs a validated plan (checks in dependency order) against one context.
+/// Runs a plan (checks and their `needs`) against one context.
 pub struct Runner {
+    /// In dependency order: a check after everything it needs (cycles last).
     specs: Vec<CheckSpec>,
     options: RunOptions,
+    /// Checks that cannot run because of their definition (an unknown need, a cycle), and why.
+    broken: HashMap<usize, String>,
 }
 
 #[derive(Clone)]
@@ -91,9 +93,21 @@ enum Done {
 }
 
 impl Runner {
-    /// Takes checks in dependency order (as [`crate::config::Plan`] gives them).
+    /// How long past a check's own deadline the runner waits before it stops the check. A
+    /// probe that honours [`CheckCtx::timeout`] reports its own, more precise, message ("no
+    /// answer from host:port within 2s"); the runner's stop is for a probe that does not.
+    pub const GRACE: Duration = Duration::from_millis(250);
+
+    /// Takes checks in any order ([`crate::config::Plan`] gives them in dependency order
+    /// already); the results come in dependency order. A need that names no check, or a
+    /// dependency cycle (which [`crate::config`] refuses), makes the check an `error`.
     pub fn new(specs: Vec<CheckSpec>, options: RunOptions) -> Self {
-        Runner { specs, options }
+        let (specs, broken) = dependency_order(specs);
+        Runner {
+            specs,
+            options,
+            broken,
+        }
     }
 
     /// Runs everything; returns the results in dependency order.
@@ -106,13 +120,16 @@ impl Runner {
             .specs
             .iter()
             .enumerate()
+            .rev() // The first of two equal ids wins (the second is an error).
             .map(|(i, s)| (s.id.as_str(), i))
             .collect();
         let (selected, filtered) = self.select(&index);
 
         let mut results: HashMap<usize, CheckResult> = HashMap::new();
-        for (i, reason) in &filtered {
-            results.insert(*i, self.skipped(*i, reason.clone(), 0));
+        for (i, reason) in filtered {
+            let r = self.skipped(i, reason, 0);
+            events(RunEvent::Finished(Box::new(r.clone())));
+            results.insert(i, r);
         }
         let deadline = self.options.wait.map(|w| Instant::now() + w);
         let mut to_run: BTreeSet<usize> = selected.clone();
@@ -125,8 +142,11 @@ impl Runner {
                 .iter()
                 .copied()
                 .filter(|i| {
-                    let r = &results[i];
-                    self.specs[*i].retry && matches!(r.status, Status::Fail | Status::Error)
+                    self.specs[*i].retry
+                        && !self.broken.contains_key(i)
+                        && results
+                            .get(i)
+                            .is_some_and(|r| matches!(r.status, Status::Fail | Status::Error))
                 })
                 .collect();
             let now = Instant::now();
@@ -141,7 +161,8 @@ impl Runner {
                 remaining,
             });
             tokio::time::sleep(self.options.retry_interval.min(remaining)).await;
-            // The failing checks again, and every selected check downstream of one of them.
+            // The failing checks again, and every selected check downstream of one of them
+            // (the specs are in dependency order, so one pass finds the transitive ones).
             let mut next: BTreeSet<usize> = failing.into_iter().collect();
             for (i, spec) in self.specs.iter().enumerate() {
                 if selected.contains(&i)
@@ -214,7 +235,9 @@ impl Runner {
         }
     }
 
-    /// One pass over `to_run`: results of checks outside it stay as they are.
+    /// One pass over `to_run`: results of checks outside it stay as they are. A check starts
+    /// when everything it needs has a result and fewer than `jobs` checks are running, so a
+    /// `Started` event means the check really started.
     async fn round(
         &self,
         cx: &CheckCtx,
@@ -224,36 +247,46 @@ impl Runner {
         results: &mut HashMap<usize, CheckResult>,
         events: &mut (dyn FnMut(RunEvent) + Send),
     ) {
-        let semaphore = Arc::new(Semaphore::new(self.options.jobs.max(1)));
+        let jobs = self.options.jobs.max(1);
         let mut pending: BTreeSet<usize> = to_run.clone();
         for i in to_run {
             results.remove(i);
         }
-        let mut running: HashSet<usize> = HashSet::new();
+        // Checks whose needs passed, waiting for a free slot, in dependency order.
+        let mut ready: BTreeSet<usize> = BTreeSet::new();
         let mut set: JoinSet<(usize, Done)> = JoinSet::new();
         let mut task_ids: HashMap<tokio::task::Id, usize> = HashMap::new();
         loop {
-            // Start or skip everything whose prerequisites are settled.
+            // Settle everything whose prerequisites are settled: skip it, or queue it.
             let mut progressed = true;
             while progressed {
                 progressed = false;
-                let ready: Vec<usize> = pending
+                let settled: Vec<usize> = pending
                     .iter()
                     .copied()
                     .filter(|i| {
-                        self.specs[*i].needs.iter().all(|n| match index.get(n.as_str()) {
-                            Some(j) => results.contains_key(j),
-                            None => true,
-                        })
+                        self.broken.contains_key(i)
+                            || self.specs[*i].needs.iter().all(|n| {
+                                index
+                                    .get(n.as_str())
+                                    .is_some_and(|j| results.contains_key(j))
+                            })
                     })
                     .collect();
-                for i in ready {
+                for i in settled {
                     pending.remove(&i);
                     progressed = true;
                     let spec = &self.specs[i];
+                    if let Some(why) = self.broken.get(&i) {
+                        let mut r = blank(Status::Error);
+                        r.message = why.clone();
+                        let r = self.finish(i, r, attempt);
+                        events(RunEvent::Finished(Box::new(r.clone())));
+                        results.insert(i, r);
+                        continue;
+                    }
                     let blocker = spec.needs.iter().find_map(|n| {
-                        let j = index.get(n.as_str())?;
-                        let r = &results[j];
+                        let r = &results[&index[n.as_str()]];
                         (!r.status.satisfies_needs()).then(|| (n.clone(), r.status))
                     });
                     if let Some((need, status)) = blocker {
@@ -266,25 +299,38 @@ impl Runner {
                         results.insert(i, r);
                         continue;
                     }
-                    events(RunEvent::Started {
-                        id: spec.id.clone(),
-                    });
-                    let probe = spec.probe.clone();
-                    let timeout = spec.timeout.unwrap_or(self.options.default_timeout);
-                    let mut ccx = cx.clone();
-                    ccx.timeout = timeout;
-                    let sem = semaphore.clone();
-                    let handle = set.spawn(async move {
-                        let _permit = sem.acquire_owned().await;
-                        let start = Instant::now();
-                        let outcome = run_one(probe, ccx, timeout).await;
-                        (i, Done::Ran(stamp(outcome, start.elapsed())))
-                    });
-                    task_ids.insert(handle.id(), i);
-                    running.insert(i);
+                    ready.insert(i);
                 }
             }
-            if running.is_empty() {
+            while set.len() < jobs
+                && let Some(i) = ready.pop_first()
+            {
+                let spec = &self.specs[i];
+                events(RunEvent::Started {
+                    id: spec.id.clone(),
+                });
+                let probe = spec.probe.clone();
+                let timeout = spec.timeout.unwrap_or(self.options.default_timeout);
+                let mut ccx = cx.clone();
+                ccx.timeout = timeout;
+                let handle = set.spawn(async move {
+                    let start = Instant::now();
+                    let outcome = run_one(probe, ccx, timeout).await;
+                    (i, Done::Ran(stamp(outcome, start.elapsed())))
+                });
+                task_ids.insert(handle.id(), i);
+            }
+            if set.is_empty() {
+                // Nothing runs and nothing more can start. Whatever is still pending waits on
+                // a check that will never settle, which the ordering rules out; report it
+                // rather than drop it from the report.
+                for i in std::mem::take(&mut pending) {
+                    let mut r = blank(Status::Error);
+                    r.message = "internal error: its prerequisites never settled".into();
+                    let r = self.finish(i, r, attempt);
+                    events(RunEvent::Finished(Box::new(r.clone())));
+                    results.insert(i, r);
+                }
                 break;
             }
             let (i, result) = match set.join_next_with_id().await {
@@ -301,7 +347,6 @@ impl Runner {
                 }
                 None => break,
             };
-            running.remove(&i);
             let r = self.finish(i, result, attempt);
             events(RunEvent::Finished(Box::new(r.clone())));
             results.insert(i, r);
@@ -332,6 +377,100 @@ impl Runner {
         }
         r
     }
+}
+
+/// Sorts checks so each comes after everything it needs, keeping the given order otherwise.
+/// Checks with a need that names no check, or on a dependency cycle, come last with the reason
+/// they cannot run.
+fn dependency_order(specs: Vec<CheckSpec>) -> (Vec<CheckSpec>, HashMap<usize, String>) {
+    let index: HashMap<&str, usize> = specs
+        .iter()
+        .enumerate()
+        .rev() // The first of two equal ids wins, as a map insert of the reversed list gives.
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    // 0 new, 1 on the path, 2 placed, 3 cannot run.
+    let mut state = vec![0u8; specs.len()];
+    let mut order: Vec<usize> = Vec::with_capacity(specs.len());
+    let mut why: HashMap<usize, String> = HashMap::new();
+    fn visit(
+        i: usize,
+        specs: &[CheckSpec],
+        index: &HashMap<&str, usize>,
+        state: &mut [u8],
+        order: &mut Vec<usize>,
+        why: &mut HashMap<usize, String>,
+        path: &mut Vec<usize>,
+    ) -> bool {
+        match state[i] {
+            2 => return true,
+            3 => return false,
+            1 => {
+                let start = path.iter().position(|&x| x == i).unwrap_or(0);
+                let mut names: Vec<&str> = path[start..]
+                    .iter()
+                    .map(|&j| specs[j].id.as_str())
+                    .collect();
+                names.push(specs[i].id.as_str());
+                let reason = format!("dependency cycle: {}", names.join(" -> "));
+                for &j in &path[start..] {
+                    why.entry(j).or_insert_with(|| reason.clone());
+                }
+                return false;
+            }
+            _ => {}
+        }
+        state[i] = 1;
+        path.push(i);
+        let mut ok = true;
+        for n in &specs[i].needs {
+            match index.get(n.as_str()) {
+                Some(&j) => ok &= visit(j, specs, index, state, order, why, path),
+                None => {
+                    why.entry(i)
+                        .or_insert_with(|| format!("needs {n:?}, which no check defines"));
+                    ok = false;
+                }
+            }
+        }
+        path.pop();
+        if ok && !why.contains_key(&i) {
+            state[i] = 2;
+            order.push(i);
+            true
+        } else {
+            state[i] = 3;
+            false
+        }
+    }
+    for (i, s) in specs.iter().enumerate() {
+        if index[s.id.as_str()] != i {
+            why.insert(i, format!("another check has the same id {:?}", s.id));
+            state[i] = 3;
+        }
+    }
+    for i in 0..specs.len() {
+        let mut path = Vec::new();
+        visit(
+            i, &specs, &index, &mut state, &mut order, &mut why, &mut path,
+        );
+    }
+    // Checks that cannot run come last, in the given order; a check that needs one of them is
+    // skipped when it ends in `error`, so it must come after it too.
+    let placed: HashSet<usize> = order.iter().copied().collect();
+    order.extend((0..specs.len()).filter(|i| !placed.contains(i)));
+    let mut slots: Vec<Option<CheckSpec>> = specs.into_iter().map(Some).collect();
+    let mut broken = HashMap::new();
+    let mut sorted = Vec::with_capacity(order.len());
+    for (pos, i) in order.into_iter().enumerate() {
+        if let Some(reason) = why.remove(&i) {
+            broken.insert(pos, reason);
+        }
+        if let Some(s) = slots[i].take() {
+            sorted.push(s);
+        }
+    }
+    (sorted, broken)
 }
 
 fn blank(status: Status) -> CheckResult {
@@ -366,7 +505,7 @@ fn stamp(o: Outcome, elapsed: Duration) -> CheckResult {
 
 async fn run_one(probe: Arc<dyn super::Probe>, cx: CheckCtx, timeout: Duration) -> Outcome {
     let fut = AssertUnwindSafe(async move { probe.run(&cx).await }).catch_unwind();
-    match tokio::time::timeout(timeout, fut).await {
+    match tokio::time::timeout(timeout + Runner::GRACE, fut).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(panic)) => {
             let what = panic
