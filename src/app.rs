@@ -43,7 +43,7 @@ async fn demo(_args: crate::cli::DemoArgs) -> Result<i32, ConfigError> {
 pub fn prepare(args: &CheckArgs) -> Result<(Settings, Plan), ConfigError> {
     let file = FileConfig::load(args.report.config.as_deref())?;
     let settings = settings::resolve(args, &Env::from_process(), file.as_ref())?;
-    let plan = config::load(&settings.check_dirs)?;
+    let plan = config::load(&settings.check_dirs)?.for_settings(settings.prometheus_url.as_deref());
     for key in settings.only.iter().chain(&settings.skip) {
         if !plan.checks.iter().any(|c| &c.id == key || &c.category == key) {
             return Err(ConfigError::Usage(format!(

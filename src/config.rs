@@ -52,7 +52,8 @@ impl ConfigError {
         } else if message.contains("missing field") {
             message.split('`').nth(1).unwrap_or("check").to_string()
         } else {
-            "toml".to_string()
+            // A wrong type or value: name the key written on that line, if there is one.
+            key_on_line(text, line).unwrap_or_else(|| "toml".to_string())
         };
         ConfigError::Invalid {
             path: path.to_path_buf(),
@@ -61,6 +62,18 @@ impl ConfigError {
             message,
         }
     }
+}
+
+/// The key of a `key = value` line (1-based), when the line is one.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let (key, _) = l.split_once('=')?;
+    let key = key.trim();
+    let ok = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    ok.then(|| key.to_string())
 }
 
 /// The 1-based line of a byte offset.
@@ -95,6 +108,7 @@ struct RawCheck {
     title: Spanned<String>,
     kind: Spanned<String>,
     needs: Option<Spanned<Vec<String>>>,
+    needs_via_grafana: Option<Spanned<Vec<String>>>,
     severity: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     #[serde(default)]
@@ -134,19 +148,21 @@ fn invalid(src: &Source, line: usize, field: &str, message: impl Into<String>) -
     }
 }
 
+/// `<category>.<kebab-name>`: two kebab-case words (lowercase letters, digits, single dashes
+/// inside) joined by one dot.
 fn is_valid_id(id: &str) -> bool {
-    let mut parts = id.splitn(2, '.');
-    let (Some(cat), Some(name)) = (parts.next(), parts.next()) else {
+    let Some((cat, name)) = id.split_once('.') else {
         return false;
     };
-    let ok = |s: &str| {
+    let kebab = |s: &str| {
         !s.is_empty()
             && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && !s.starts_with('-')
             && !s.ends_with('-')
+            && !s.contains("--")
     };
-    ok(cat) && !cat.contains('.') && ok(name)
+    kebab(cat) && kebab(name)
 }
 
 fn parse_source(src: &Source, index: usize) -> Result<Vec<Parsed>, ConfigError> {
@@ -163,7 +179,7 @@ fn parse_source(src: &Source, index: usize) -> Result<Vec<Parsed>, ConfigError> 
                 src,
                 id_line,
                 "id",
-                format!("{id:?} is not <category>.<kebab-name> (lowercase letters, digits and '-')"),
+                format!("{id:?} is not <category>.<kebab-name> (lowercase letters, digits and '-', one dot)"),
             ));
         }
         let category = match &c.category {
@@ -226,6 +242,11 @@ fn parse_source(src: &Source, index: usize) -> Result<Vec<Parsed>, ConfigError> 
                 title: c.title.into_inner(),
                 kind,
                 needs: c.needs.as_ref().map(|n| n.get_ref().clone()).unwrap_or_default(),
+                needs_via_grafana: c
+                    .needs_via_grafana
+                    .as_ref()
+                    .map(|n| n.get_ref().clone())
+                    .unwrap_or_default(),
                 severity,
                 timeout,
                 retry: c.retry.unwrap_or(true),
@@ -244,25 +265,24 @@ fn parse_source(src: &Source, index: usize) -> Result<Vec<Parsed>, ConfigError> 
 
 /// Loads the built-in checklist and every `*.toml` in `dirs` (a file's id that equals a
 /// built-in id replaces it), then validates the whole.
+/// A path that is a file is read as one check file.
 pub fn load(dirs: &[PathBuf]) -> Result<Plan, ConfigError> {
-    let mut sources: Vec<Source> = BUILT_IN
-        .iter()
-        .map(|(name, text)| Source {
-            origin: Origin::BuiltIn(name),
-            path: PathBuf::from("checks").join(name),
-            text: text.to_string(),
-        })
-        .collect();
+    let mut sources = built_in_sources(BUILT_IN);
     for dir in dirs {
-        let entries = std::fs::read_dir(dir).map_err(|e| ConfigError::Read {
-            path: dir.clone(),
-            message: format!("cannot read the check folder: {e}"),
-        })?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
-            .collect();
-        files.sort();
+        let files: Vec<PathBuf> = if dir.is_file() {
+            vec![dir.clone()]
+        } else {
+            let entries = std::fs::read_dir(dir).map_err(|e| ConfigError::Read {
+                path: dir.clone(),
+                message: format!("cannot read the check folder: {e}"),
+            })?;
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+                .collect();
+            files.sort();
+            files
+        };
         for path in files {
             let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
                 path: path.clone(),
@@ -316,7 +336,7 @@ fn validate(sources: &[Source]) -> Result<Plan, ConfigError> {
     let parsed: Vec<Parsed> = keep.into_iter().flatten().collect();
     let ids: HashSet<&str> = parsed.iter().map(|p| p.spec.id.as_str()).collect();
     for p in &parsed {
-        for n in &p.spec.needs {
+        for n in p.spec.needs.iter().chain(&p.spec.needs_via_grafana) {
             if !ids.contains(n.as_str()) {
                 return Err(invalid(
                     &sources[p.source],
@@ -363,7 +383,7 @@ fn validate(sources: &[Source]) -> Result<Plan, ConfigError> {
         }
         state[i] = 1;
         path.push(i);
-        for n in &parsed[i].spec.needs {
+        for n in parsed[i].spec.needs.iter().chain(&parsed[i].spec.needs_via_grafana) {
             visit(index[n.as_str()], parsed, index, state, order, path)?;
         }
         path.pop();
@@ -392,16 +412,46 @@ fn validate(sources: &[Source]) -> Result<Plan, ConfigError> {
     Ok(Plan { checks })
 }
 
-/// Validates check files given as text (name, content), as if they were in a `--checks` folder.
-pub fn load_texts(files: &[(&str, &str)]) -> Result<Plan, ConfigError> {
-    let mut sources: Vec<Source> = BUILT_IN
+impl Plan {
+    /// Folds `needs_via_grafana` into `needs` when Prometheus is reached through Grafana
+    /// (`prometheus_url` is `None`), and drops them otherwise.
+    pub fn for_settings(mut self, prometheus_url: Option<&str>) -> Plan {
+        for c in &mut self.checks {
+            let extra = std::mem::take(&mut c.needs_via_grafana);
+            if prometheus_url.is_none() {
+                for n in extra {
+                    if !c.needs.contains(&n) {
+                        c.needs.push(n);
+                    }
+                }
+            }
+        }
+        self
+    }
+}
+
+fn built_in_sources(built_in: &[(&'static str, &str)]) -> Vec<Source> {
+    built_in
         .iter()
         .map(|(name, text)| Source {
             origin: Origin::BuiltIn(name),
             path: PathBuf::from("checks").join(name),
             text: text.to_string(),
         })
-        .collect();
+        .collect()
+}
+
+/// Validates check files given as text (name, content), as if they were in a `--checks` folder.
+pub fn load_texts(files: &[(&str, &str)]) -> Result<Plan, ConfigError> {
+    load_texts_over(BUILT_IN, files)
+}
+
+/// Like [`load_texts`], over another built-in checklist (file name, content) than the crate's.
+pub fn load_texts_over(
+    built_in: &[(&'static str, &str)],
+    files: &[(&str, &str)],
+) -> Result<Plan, ConfigError> {
+    let mut sources = built_in_sources(built_in);
     for (name, text) in files {
         sources.push(Source {
             origin: Origin::File(PathBuf::from(name)),

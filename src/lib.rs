@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod exit_code;
+pub mod explain;
 pub mod probes;
 pub mod report;
 #[cfg(feature = "sandbox")]

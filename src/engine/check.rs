@@ -52,6 +52,9 @@ pub struct CheckSpec {
     pub kind: String,
     /// Ids that must pass (or warn) before this one runs.
     pub needs: Vec<String>,
+    /// Extra prerequisites when Prometheus is reached through Grafana's data source proxy (no
+    /// `--prometheus-url`); [`crate::config::Plan::for_settings`] folds them into `needs`.
+    pub needs_via_grafana: Vec<String>,
     /// What a failure counts as.
     pub severity: Severity,
     /// Its own deadline; the run's `--timeout` when `None`.

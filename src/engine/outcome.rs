@@ -91,6 +91,12 @@ impl Outcome {
         Self::new(Status::Fail, message)
     }
 
+    /// The check does not apply in this run (e.g. cluster checks under `--no-kube`); the
+    /// message is the reason.
+    pub fn skip(message: impl Into<String>) -> Self {
+        Self::new(Status::Skip, message)
+    }
+
     /// The check could not run.
     pub fn error(message: impl Into<String>) -> Self {
         Self::new(Status::Error, message)

@@ -5,9 +5,15 @@ use crate::engine::Probe;
 use std::path::Path;
 use std::sync::Arc;
 
+pub mod data;
 pub mod exec;
+pub mod grafana;
 pub mod http;
+pub mod kafka;
+pub mod kube;
 pub mod net;
+pub mod panel;
+pub mod prom;
 
 /// Why a check definition's kind could not be bound.
 #[derive(Debug)]
@@ -19,7 +25,23 @@ pub enum BuildError {
 }
 
 /// Every kind name, for `list` and error messages.
-pub const KINDS: &[&str] = &["tcp", "http", "exec"];
+pub const KINDS: &[&str] = &[
+    "tcp",
+    "http",
+    "exec",
+    "grafana.access",
+    "grafana.login",
+    "grafana.default-password",
+    "grafana.datasource",
+    "kube.reachable",
+    "kube.scrape-annotations",
+    "prometheus.api",
+    "prometheus.targets",
+    "data.traffic",
+    "data.time-range",
+    "kafka.exporter",
+    "panel.query",
+];
 
 /// Binds a kind to its arguments. `base` is the folder of the check file, against which
 /// relative paths (an exec plugin) resolve.
@@ -28,6 +50,18 @@ pub fn build(kind: &str, args: &toml::Table, base: Option<&Path>) -> Result<Arc<
         "tcp" => Ok(Arc::new(net::Tcp::from_args(args)?)),
         "http" => Ok(Arc::new(http::Http::from_args(args)?)),
         "exec" => Ok(Arc::new(exec::Exec::from_args(args, base)?)),
+        "grafana.access" => Ok(Arc::new(grafana::Access::from_args(args)?)),
+        "grafana.login" => Ok(Arc::new(grafana::Login::from_args(args)?)),
+        "grafana.default-password" => Ok(Arc::new(grafana::DefaultPassword::from_args(args)?)),
+        "grafana.datasource" => Ok(Arc::new(grafana::DatasourceCheck::from_args(args)?)),
+        "kube.reachable" => Ok(Arc::new(kube::Reachable::from_args(args)?)),
+        "kube.scrape-annotations" => Ok(Arc::new(kube::ScrapeAnnotations::from_args(args)?)),
+        "prometheus.api" => Ok(Arc::new(prom::ApiCheck::from_args(args)?)),
+        "prometheus.targets" => Ok(Arc::new(prom::TargetsCheck::from_args(args)?)),
+        "data.traffic" => Ok(Arc::new(data::Traffic::from_args(args)?)),
+        "data.time-range" => Ok(Arc::new(data::TimeRange::from_args(args)?)),
+        "kafka.exporter" => Ok(Arc::new(kafka::ExporterCheck::from_args(args)?)),
+        "panel.query" => Ok(Arc::new(panel::PanelQuery::from_args(args)?)),
         _ => Err(BuildError::UnknownKind),
     }
 }

@@ -1,0 +1,695 @@
+//! Why a PromQL query returns no data: parse it, then ask Prometheus, for every vector
+//! selector, whether it returns series now and over the window, whether the metric ever
+//! existed, whether each label and value ever did, whether it disappeared, and whether a range
+//! window is too short for the scrape interval. The first selector that empties the query is
+//! the root cause; its remedy is a corrected query or the configuration that produces the data.
+//!
+//! Used by `msa-doctor explain` and by the `panel.*` checks. Nothing here prints.
+
+use crate::probes::kube::levenshtein;
+use crate::probes::prom::{Labels, PromApi, PromError, now};
+use promql_parser::label::MatchOp;
+use promql_parser::parser::{self, Expr, VectorSelector};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// A selector's verdict, as CONTRACT.md names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// It returns series with non-zero data in the window.
+    Present,
+    /// Its series exist but every value (or increase, under a rate) is 0 in the window.
+    Zero,
+    /// The metric name does not exist in the lookback.
+    MetricMissing,
+    /// A label the selector filters on is never present on the metric.
+    LabelMissing,
+    /// A label value the selector asks for never occurs.
+    ValueMissing,
+    /// It existed, but its last sample is older than the window.
+    Stale,
+    /// It comes and goes.
+    Intermittent,
+    /// A range window is shorter than twice the scrape interval.
+    WindowTooShort,
+    /// Prometheus itself had no data in the window.
+    PrometheusDown,
+}
+
+/// The whole query's outcome over the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryResult {
+    /// Series with data.
+    Data,
+    /// Series exist, every value is 0.
+    Zero,
+    /// No series.
+    Empty,
+}
+
+/// One selector's diagnosis.
+#[derive(Clone, Debug, Serialize)]
+pub struct SelectorReport {
+    /// The selector as written (with its range, when it has one).
+    pub selector: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// One line, in words.
+    pub detail: String,
+    /// Replacements to try (e.g. `uri="/orders"`).
+    pub suggestions: Vec<String>,
+    /// What was seen.
+    pub evidence: Value,
+    /// A remedy for this selector, when there is one (not serialised; the top level has it).
+    #[serde(skip)]
+    pub remedy: Option<String>,
+}
+
+/// The explanation of one query.
+#[derive(Clone, Debug, Serialize)]
+pub struct Explanation {
+    /// `msa-doctor/explain/v1`.
+    pub schema: &'static str,
+    /// The query.
+    pub query: String,
+    /// The window, e.g. `15m`.
+    pub window: String,
+    /// Data, zero or empty.
+    pub result: QueryResult,
+    /// Every selector, in the query's order.
+    pub selectors: Vec<SelectorReport>,
+    /// The one-line root cause, when the query is empty or zero.
+    pub root_cause: Option<String>,
+    /// What to type: a corrected query or the configuration to change.
+    pub remedy: Option<String>,
+}
+
+/// How far to look.
+#[derive(Clone, Copy, Debug)]
+pub struct ExplainOptions {
+    /// The dashboard's time range.
+    pub window: Duration,
+    /// How far back "ever existed" looks.
+    pub lookback: Duration,
+}
+
+impl Default for ExplainOptions {
+    fn default() -> Self {
+        ExplainOptions {
+            window: Duration::from_secs(15 * 60),
+            lookback: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Why a query could not be explained.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// The PromQL does not parse.
+    #[error("{}", render_parse_error(.query, .message, *.column))]
+    Parse {
+        /// The query.
+        query: String,
+        /// The parser's message.
+        message: String,
+        /// 0-based column of the error.
+        column: usize,
+    },
+    /// Prometheus did not answer.
+    #[error("{0}")]
+    Prom(PromError),
+}
+
+fn render_parse_error(query: &str, message: &str, column: usize) -> String {
+    let line: String = query.chars().map(|c| if c == '\n' { ' ' } else { c }).collect();
+    format!(
+        "invalid PromQL: {message}\n  {line}\n  {}^",
+        " ".repeat(line.chars().take(column).count())
+    )
+}
+
+/// Parses a query; on error, finds the column where the parser first gives up.
+pub fn parse(query: &str) -> Result<Expr, ExplainError> {
+    match parser::parse(query) {
+        Ok(e) => Ok(e),
+        Err(message) => {
+            let incomplete = |m: &str| {
+                let m = m.to_ascii_lowercase();
+                m.contains("end of input") || m.contains("unclosed") || m.contains("<eof>") || m.contains("unexpected end")
+            };
+            let mut column = query.chars().count();
+            let idx: Vec<usize> = query.char_indices().map(|(i, _)| i).chain([query.len()]).collect();
+            for (col, &end) in idx.iter().enumerate().skip(1) {
+                if let Err(m) = parser::parse(&query[..end])
+                    && !incomplete(&m)
+                {
+                    column = col.saturating_sub(1);
+                    break;
+                }
+            }
+            Err(ExplainError::Parse {
+                query: query.to_string(),
+                message: message.trim().to_string(),
+                column,
+            })
+        }
+    }
+}
+
+/// A vector selector found in a query, with its context.
+#[derive(Clone, Debug)]
+pub struct Found {
+    /// The selector.
+    pub vs: VectorSelector,
+    /// Its range, when it is a matrix selector.
+    pub range: Option<Duration>,
+    /// The function it is an argument of.
+    pub func: Option<String>,
+    /// Labels aggregations above it group by.
+    pub grouping: Vec<String>,
+}
+
+/// Every vector selector of an expression, in order.
+pub fn selectors(expr: &Expr) -> Vec<Found> {
+    let mut out = Vec::new();
+    walk(expr, None, &[], &mut out);
+    out
+}
+
+fn walk(e: &Expr, func: Option<&str>, grouping: &[String], out: &mut Vec<Found>) {
+    match e {
+        Expr::VectorSelector(vs) => out.push(Found {
+            vs: vs.clone(),
+            range: None,
+            func: func.map(str::to_string),
+            grouping: grouping.to_vec(),
+        }),
+        Expr::MatrixSelector(ms) => out.push(Found {
+            vs: ms.vs.clone(),
+            range: Some(ms.range),
+            func: func.map(str::to_string),
+            grouping: grouping.to_vec(),
+        }),
+        Expr::Aggregate(a) => {
+            let mut g = grouping.to_vec();
+            if let Some(promql_parser::parser::LabelModifier::Include(l)) = &a.modifier {
+                g.extend(l.labels.iter().cloned());
+            }
+            walk(&a.expr, func, &g, out);
+            if let Some(p) = &a.param {
+                walk(p, func, grouping, out);
+            }
+        }
+        Expr::Unary(u) => walk(&u.expr, func, grouping, out),
+        Expr::Binary(b) => {
+            walk(&b.lhs, func, grouping, out);
+            walk(&b.rhs, func, grouping, out);
+        }
+        Expr::Paren(p) => walk(&p.expr, func, grouping, out),
+        Expr::Subquery(s) => walk(&s.expr, func, grouping, out),
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                walk(a, Some(c.func.name), grouping, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn secs(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 && s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s >= 60 && s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{}s", s.max(1))
+    }
+}
+
+/// "47 min ago" style ages.
+pub fn age(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    if s < 120 {
+        format!("{s} s")
+    } else if s < 7200 {
+        format!("{} min", s / 60)
+    } else {
+        format!("{:.1} h", s as f64 / 3600.0)
+    }
+}
+
+/// Which exporter or job produces a metric family, by its name.
+pub fn producer(metric: &str) -> (&'static str, &'static str) {
+    let m = metric;
+    if m.starts_with("http_server_requests") || m.starts_with("jvm_") || m.starts_with("process_") || m.starts_with("system_")
+        || m.starts_with("tomcat_") || m.starts_with("hikaricp_") || m.starts_with("logback_") || m.starts_with("spring_")
+        || m.starts_with("executor_") || m.starts_with("application_") || m.starts_with("disk_") || m.starts_with("kafka_consumer_")
+        || m.starts_with("kafka_producer_")
+    {
+        ("Spring Boot (Micrometer, /actuator/prometheus)", "kubernetes-pods")
+    } else if m.starts_with("kafka_") {
+        ("a Kafka exporter (kafka_exporter)", "kubernetes-pods")
+    } else if m.starts_with("container_") || m.starts_with("machine_") {
+        ("cAdvisor (the kubelet's /metrics/cadvisor)", "kubernetes-cadvisor")
+    } else if m.starts_with("node_") {
+        ("the node exporter", "node-exporter")
+    } else if m.starts_with("kube_") {
+        ("kube-state-metrics", "kube-state-metrics")
+    } else {
+        ("an exporter", "")
+    }
+}
+
+fn base_name(m: &str) -> String {
+    let mut s = m.to_string();
+    for suf in ["_total", "_count", "_sum", "_bucket", "_max", "_seconds", "_bytes", "_threads", "_ratio", "_percent", "_created"] {
+        if let Some(x) = s.strip_suffix(suf) {
+            s = x.to_string();
+        }
+    }
+    s
+}
+
+/// Existing metric names close to a missing one, closest first.
+pub fn similar_names(want: &str, have: &[String]) -> Vec<String> {
+    let wb = base_name(want);
+    let mut scored: Vec<(usize, &String)> = have
+        .iter()
+        .filter_map(|h| {
+            let hb = base_name(h);
+            let d = if hb == wb {
+                0
+            } else if h.starts_with(want) || want.starts_with(h.as_str()) {
+                1
+            } else {
+                let d = levenshtein(&wb, &hb);
+                if d > 3.max(wb.len() / 4) {
+                    return None;
+                }
+                d + 1
+            };
+            Some((d, h))
+        })
+        .collect();
+    scored.sort();
+    scored.into_iter().take(5).map(|(_, h)| h.clone()).collect()
+}
+
+/// Existing label values close to a wanted one: same tail or head, then edit distance.
+pub fn nearest_values(want: &str, have: &[String]) -> Vec<String> {
+    let mut scored: Vec<(usize, &String)> = have
+        .iter()
+        .map(|h| {
+            let d = if want.ends_with(h.as_str()) || h.ends_with(want) || want.starts_with(h.as_str()) || h.starts_with(want) {
+                0
+            } else {
+                levenshtein(want, h)
+            };
+            (d, h)
+        })
+        .collect();
+    scored.sort();
+    scored.into_iter().map(|(_, h)| h.clone()).collect()
+}
+
+fn matcher_str(name: &str, op: &MatchOp, value: &str) -> String {
+    let op = match op {
+        MatchOp::Equal => "=",
+        MatchOp::NotEqual => "!=",
+        MatchOp::Re(_) => "=~",
+        MatchOp::NotRe(_) => "!~",
+    };
+    format!("{name}{op}{value:?}")
+}
+
+/// Renders a vector selector without offset or @, and its metric name.
+pub fn selector_text(vs: &VectorSelector) -> String {
+    let ms: Vec<String> = vs
+        .matchers
+        .matchers
+        .iter()
+        .filter(|m| m.name != "__name__")
+        .map(|m| matcher_str(&m.name, &m.op, &m.value))
+        .collect();
+    let name = vs.name.clone().unwrap_or_default();
+    if ms.is_empty() {
+        if name.is_empty() { "{}".into() } else { name }
+    } else {
+        format!("{name}{{{}}}", ms.join(", "))
+    }
+}
+
+fn metric_name(vs: &VectorSelector) -> Option<String> {
+    vs.name.clone().or_else(|| {
+        vs.matchers
+            .matchers
+            .iter()
+            .find(|m| m.name == "__name__" && matches!(m.op, MatchOp::Equal))
+            .map(|m| m.value.clone())
+    })
+}
+
+fn matches_op(op: &MatchOp, want: &str, have: &str) -> bool {
+    match op {
+        MatchOp::Equal => want == have,
+        MatchOp::NotEqual => want != have,
+        MatchOp::Re(_) => regex::Regex::new(&format!("^(?:{want})$")).is_ok_and(|r| r.is_match(have)),
+        MatchOp::NotRe(_) => !regex::Regex::new(&format!("^(?:{want})$")).is_ok_and(|r| r.is_match(have)),
+    }
+}
+
+/// Scrape intervals by job, from the targets (for the window-too-short rule).
+pub async fn scrape_intervals(api: &PromApi) -> BTreeMap<String, Duration> {
+    let mut out = BTreeMap::new();
+    if let Ok(t) = api.targets().await {
+        for x in t.active_targets {
+            if let (Some(job), Some(d)) = (x.labels.get("job"), crate::probes::prom::prom_duration(&x.scrape_interval)) {
+                out.entry(job.clone()).or_insert(d);
+            }
+        }
+    }
+    out
+}
+
+/// Runs the query over the window and says data, zero or empty.
+pub async fn evaluate(api: &PromApi, query: &str, window: Duration) -> Result<(QueryResult, usize), PromError> {
+    let end = now();
+    let start = end - window.as_secs_f64();
+    let step = (window.as_secs_f64() / 120.0).max(1.0);
+    let series = api.range(query, start, end, step).await?;
+    let n = series.len();
+    if series.iter().all(|s| s.points.is_empty()) {
+        return Ok((QueryResult::Empty, 0));
+    }
+    if series.iter().flat_map(|s| &s.points).all(|(_, v)| *v == 0.0) {
+        return Ok((QueryResult::Zero, n));
+    }
+    Ok((QueryResult::Data, n))
+}
+
+struct Ctx<'a> {
+    api: &'a PromApi,
+    opts: ExplainOptions,
+    names: Vec<String>,
+    intervals: BTreeMap<String, Duration>,
+}
+
+/// Explains a query against Prometheus.
+pub async fn explain(api: &PromApi, query: &str, opts: ExplainOptions) -> Result<Explanation, ExplainError> {
+    let expr = parse(query)?;
+    let found = selectors(&expr);
+    let end = now();
+    let lb_start = end - opts.lookback.as_secs_f64();
+    let up_query = format!("count(count_over_time(up[{}]))", secs(opts.window));
+    let (result, names, intervals, up) = tokio::join!(
+        evaluate(api, query, opts.window),
+        api.label_values("__name__", None, lb_start, end),
+        scrape_intervals(api),
+        api.instant(&up_query, None)
+    );
+    let (result, _) = result.map_err(ExplainError::Prom)?;
+    let names = names.map_err(ExplainError::Prom)?;
+    let prometheus_down = up.map(|u| u.is_empty()).unwrap_or(false);
+    let cx = Ctx {
+        api,
+        opts,
+        names,
+        intervals,
+    };
+    let reports = futures::future::join_all(found.iter().map(|f| diagnose(&cx, f, prometheus_down))).await;
+    let mut selectors_out = Vec::new();
+    for r in reports {
+        selectors_out.push(r.map_err(ExplainError::Prom)?);
+    }
+    let culprit = selectors_out
+        .iter()
+        .find(|s| !matches!(s.verdict, Verdict::Present | Verdict::Zero))
+        .or_else(|| selectors_out.iter().find(|s| s.verdict == Verdict::Zero));
+    let (root_cause, remedy) = match (result, culprit) {
+        (QueryResult::Data, Some(c)) if c.verdict == Verdict::WindowTooShort => (Some(c.detail.clone()), fix_query(query, c)),
+        (QueryResult::Data, _) => (None, None),
+        (_, Some(c)) => (Some(c.detail.clone()), fix_query(query, c).or_else(|| c.remedy.clone())),
+        (QueryResult::Zero, None) => (Some("the query's series exist but every value is 0 in the window".into()), None),
+        (QueryResult::Empty, None) => (
+            Some("every selector has data, but the expression combines them into nothing (a binary operation whose labels do not match?)".into()),
+            Some("# try each side of the operator alone, and add on(...) or ignoring(...) to the binary operation".into()),
+        ),
+    };
+    Ok(Explanation {
+        schema: "msa-doctor/explain/v1",
+        query: query.to_string(),
+        window: secs(opts.window),
+        result,
+        selectors: selectors_out,
+        root_cause,
+        remedy,
+    })
+}
+
+fn fix_query(query: &str, c: &SelectorReport) -> Option<String> {
+    let first = c.suggestions.first()?;
+    let replace = c.evidence.get("replace")?.as_str()?;
+    query.contains(replace).then(|| query.replacen(replace, first, 1))
+}
+
+async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<SelectorReport, PromError> {
+    let sel = selector_text(&f.vs);
+    let shown = match f.range {
+        Some(r) => format!("{sel}[{}]", secs(r)),
+        None => sel.clone(),
+    };
+    let w = secs(cx.opts.window);
+    let report = |verdict, detail: String| SelectorReport {
+        selector: shown.clone(),
+        verdict,
+        detail,
+        suggestions: vec![],
+        evidence: json!({}),
+        remedy: None,
+    };
+    if prometheus_down {
+        return Ok(report(Verdict::PrometheusDown, format!("Prometheus has no sample at all in the last {w} (not even up): it was down or is not scraping")));
+    }
+    let metric = metric_name(&f.vs);
+    // 1. Present now, over the window?
+    let in_window = cx.api.instant(&format!("count(last_over_time({sel}[{w}]))"), None).await?;
+    let count = in_window.first().map(|s| s.value as u64).unwrap_or(0);
+    if count > 0 {
+        // Window too short for the scrape interval?
+        if let Some(range) = f.range {
+            let jobs = cx.api.instant(&format!("count by (job) (last_over_time({sel}[{w}]))"), None).await.unwrap_or_default();
+            let interval = jobs
+                .iter()
+                .filter_map(|s| s.metric.get("job").and_then(|j| cx.intervals.get(j)))
+                .max()
+                .copied();
+            if let Some(iv) = interval
+                && range < iv * 2
+            {
+                let mut r = report(
+                    Verdict::WindowTooShort,
+                    format!(
+                        "the range [{}] is shorter than twice the {} scrape interval: {} sees fewer than two samples and returns nothing",
+                        secs(range),
+                        secs(iv),
+                        f.func.as_deref().unwrap_or("the function")
+                    ),
+                );
+                let better = format!("[{}]", secs((iv * 4).max(Duration::from_secs(60))));
+                r.suggestions = vec![format!("{sel}{better}"), format!("{sel}[$__rate_interval]")];
+                r.evidence = json!({"scrape_interval": secs(iv), "range": secs(range), "replace": format!("{sel}[{}]", secs(range))});
+                return Ok(r);
+            }
+        }
+        // Absent vs zero vs present.
+        let zero_q = if matches!(f.func.as_deref(), Some("rate" | "irate" | "increase" | "delta" | "idelta" | "deriv")) {
+            format!("sum(increase({sel}[{w}]))")
+        } else {
+            format!("max(abs(max_over_time({sel}[{w}])))")
+        };
+        let z = cx.api.instant(&zero_q, None).await.unwrap_or_default();
+        let zero = z.first().is_some_and(|s| s.value == 0.0);
+        if zero {
+            let mut r = report(
+                Verdict::Zero,
+                format!("{count} series of {sel} exist but {} in the last {w}: no traffic", if f.func.is_some() { "never increased" } else { "are all 0" }),
+            );
+            r.evidence = json!({"series": count});
+            r.remedy = Some("# send requests to the service (the guide: log in five times, place an order), then look again".into());
+            return Ok(r);
+        }
+        let mut r = report(Verdict::Present, format!("{count} series in the last {w}"));
+        r.evidence = json!({"series": count});
+        // A grouping label the series lack (exported_application).
+        for g in &f.grouping {
+            let with = cx.api.instant(&format!("count(last_over_time({}[{w}]))", with_label(&sel, g, true)), None).await;
+            let labelled = with.ok().and_then(|v| v.first().map(|s| s.value)).unwrap_or(0.0);
+            let missing = count as f64 - labelled;
+            if missing > 0.0 {
+                let exported = format!("exported_{g}");
+                let has_exported = cx
+                    .api
+                    .instant(&format!("count(last_over_time({}[{w}]))", with_label(&sel, &exported, true)), None)
+                    .await
+                    .ok()
+                    .and_then(|v| v.first().map(|s| s.value))
+                    .unwrap_or(0.0)
+                    > 0.0;
+                let mut r = report(
+                    Verdict::LabelMissing,
+                    if has_exported {
+                        format!("the series group by {g} but carry {exported}: the target also has a {g} label, so Prometheus renamed the app's own one")
+                    } else {
+                        format!("the series group by {g}, but {} of them have no {g} label", missing as u64)
+                    },
+                );
+                r.evidence = json!({"label": g, "exported": has_exported});
+                r.remedy = Some(label_remedy(g, has_exported));
+                return Ok(r);
+            }
+        }
+        return Ok(r);
+    }
+    // 2. Does the metric exist at all?
+    let Some(metric) = metric else {
+        return Ok(report(Verdict::MetricMissing, format!("no series match {sel} in the last {w}")));
+    };
+    if !cx.names.iter().any(|n| n == &metric) {
+        let similar = similar_names(&metric, &cx.names);
+        let (who, job) = producer(&metric);
+        let mut r = report(
+            Verdict::MetricMissing,
+            format!(
+                "metric {metric} does not exist in the last {}{}; it comes from {who}",
+                secs(cx.opts.lookback),
+                similar.first().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default()
+            ),
+        );
+        let job_targets: Vec<String> = if job.is_empty() { vec![] } else { cx.intervals.keys().filter(|j| j.contains(job) || job.contains(j.as_str())).cloned().collect() };
+        r.suggestions = similar.clone();
+        r.evidence = json!({"similar": similar, "producer": who, "job": job, "job_present": !job_targets.is_empty(), "replace": metric});
+        r.remedy = Some(producer_remedy(&metric, job, !job_targets.is_empty()));
+        return Ok(r);
+    }
+    // 3. Stale or intermittent?
+    let lb = secs(cx.opts.lookback);
+    let step = (cx.opts.lookback.as_secs() / 240).max(15);
+    let last_seen = cx
+        .api
+        .instant(&format!("max(max_over_time(timestamp({sel})[{lb}:{step}s]))"), None)
+        .await
+        .unwrap_or_default();
+    if let Some(ts) = last_seen.first().map(|s| s.value) {
+        let ago = now() - ts;
+        let mut r = report(
+            Verdict::Stale,
+            format!("{sel} was last seen {} ago; the window is the last {w}", age(ago)),
+        );
+        r.evidence = json!({"last_seen_seconds_ago": ago.round()});
+        r.remedy = Some(format!(
+            "# widen the time range past {} (Grafana's time picker), or find why the data stopped (msa-doctor --only prometheus.targets)",
+            age(ago)
+        ));
+        return Ok(r);
+    }
+    // 4. Labels and values that never occur.
+    for m in f.vs.matchers.matchers.iter().filter(|m| m.name != "__name__") {
+        if matches!(m.op, MatchOp::NotEqual | MatchOp::NotRe(_)) && m.value.is_empty() {
+            continue;
+        }
+        let values = cx
+            .api
+            .label_values(&m.name, Some(&metric), now() - cx.opts.lookback.as_secs_f64(), now())
+            .await
+            .unwrap_or_default();
+        if values.is_empty() {
+            let exported = format!("exported_{}", m.name);
+            let exp_values = cx
+                .api
+                .label_values(&exported, Some(&metric), now() - cx.opts.lookback.as_secs_f64(), now())
+                .await
+                .unwrap_or_default();
+            let has_exported = exp_values.iter().any(|v| matches_op(&m.op, &m.value, v));
+            let mut r = report(
+                Verdict::LabelMissing,
+                if has_exported {
+                    format!("{metric} has no label {} but has {exported}: the target's own {} label collided with the app's", m.name, m.name)
+                } else {
+                    format!("{metric} never has a label {:?} in the last {lb}", m.name)
+                },
+            );
+            if has_exported {
+                r.suggestions = vec![matcher_str(&exported, &m.op, &m.value)];
+                r.evidence = json!({"label": m.name, "exported_values": exp_values, "replace": matcher_str(&m.name, &m.op, &m.value)});
+            } else {
+                r.evidence = json!({"label": m.name});
+            }
+            r.remedy = Some(label_remedy(&m.name, has_exported));
+            return Ok(r);
+        }
+        if !values.iter().any(|v| matches_op(&m.op, &m.value, v)) {
+            let near = nearest_values(&m.value, &values);
+            let mut r = report(
+                Verdict::ValueMissing,
+                format!("label {} never had the value {:?} in the last {lb}", m.name, m.value),
+            );
+            r.suggestions = near.iter().take(3).map(|v| matcher_str(&m.name, &m.op, v)).collect();
+            r.evidence = json!({"existing_values": near.iter().take(20).collect::<Vec<_>>(), "replace": matcher_str(&m.name, &m.op, &m.value)});
+            return Ok(r);
+        }
+    }
+    // Each matcher alone matches something, but not together.
+    let series = cx.api.series(&metric, now() - cx.opts.lookback.as_secs_f64(), now()).await.unwrap_or_default();
+    let keys: BTreeSet<String> = f.vs.matchers.matchers.iter().filter(|m| m.name != "__name__").map(|m| m.name.clone()).collect();
+    let combos: BTreeSet<String> = series
+        .iter()
+        .map(|s: &Labels| keys.iter().map(|k| format!("{k}={:?}", s.get(k).cloned().unwrap_or_default())).collect::<Vec<_>>().join(", "))
+        .collect();
+    let mut r = report(
+        Verdict::ValueMissing,
+        format!("no series of {metric} has all of {} at once", keys.iter().cloned().collect::<Vec<_>>().join(", ")),
+    );
+    r.evidence = json!({"existing_combinations": combos.into_iter().take(20).collect::<Vec<_>>()});
+    Ok(r)
+}
+
+fn with_label(sel: &str, label: &str, present: bool) -> String {
+    let m = if present { format!("{label}!=\"\"") } else { format!("{label}=\"\"") };
+    match sel.strip_suffix('}') {
+        Some(head) if head.contains('{') => format!("{head}, {m}}}"),
+        _ => format!("{sel}{{{m}}}"),
+    }
+}
+
+fn label_remedy(label: &str, exported: bool) -> String {
+    if exported {
+        format!(
+            "# the scrape job adds a target label {label} that collides with the app's own; let the app's win:\n- job_name: kubernetes-pods\n  honor_labels: true\n# or stop copying the pod label into the target labels (a labeldrop of {label} after the labelmap)"
+        )
+    } else if label == "application" {
+        "# tag every metric with the application name (Spring Boot application.yml):\nmanagement:\n  metrics:\n    tags:\n      application: ${spring.application.name}".into()
+    } else {
+        format!("# no series carries {label}: check the label name in the app's metrics (curl the pod's /actuator/prometheus)")
+    }
+}
+
+fn producer_remedy(metric: &str, job: &str, job_present: bool) -> String {
+    if metric.starts_with("kafka_") && !metric.starts_with("kafka_consumer_") && !metric.starts_with("kafka_producer_") {
+        "# install a Kafka exporter and let Prometheus scrape it:\nhelm repo add prometheus-community https://prometheus-community.github.io/helm-charts\nhelm install kafka-exporter prometheus-community/prometheus-kafka-exporter -n monitoring \\\n  --set kafkaServer={kafka.metacoding.svc.cluster.local:9092} \\\n  --set-string 'podAnnotations.prometheus\\.io/scrape=true'\n# until then, the guide's fallback panel: sum(jvm_memory_used_bytes{area=\"heap\"}) by (application)".into()
+    } else if metric.starts_with("container_") {
+        "# no job scrapes the kubelet's cAdvisor; add it to prometheus.yml:\n- job_name: kubernetes-cadvisor\n  scheme: https\n  metrics_path: /metrics/cadvisor\n  kubernetes_sd_configs:\n    - role: node\n  tls_config:\n    ca_file: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt\n  bearer_token_file: /var/run/secrets/kubernetes.io/serviceaccount/token".into()
+    } else if metric.starts_with("http_server_requests") {
+        "# Micrometer creates http_server_requests_* on the first request: send one, and check\n# management.endpoints.web.exposure.include contains prometheus".into()
+    } else if metric.ends_with("_bucket") {
+        "# Spring Boot publishes histogram buckets only when asked (application.yml):\nmanagement:\n  metrics:\n    distribution:\n      percentiles-histogram:\n        http.server.requests: true".into()
+    } else if !job_present && !job.is_empty() {
+        format!("# no {job} job has targets in Prometheus: add the job, or check its targets with msa-doctor --only prometheus.targets")
+    } else {
+        format!("# {metric} is not exported by anything Prometheus scrapes: check the name, or curl the exporter's /metrics")
+    }
+}

@@ -1,0 +1,267 @@
+//! The data itself: `data.traffic` (every service received user requests in the window) and
+//! `data.time-range` (the newest samples fall inside the window, rate windows fit the scrape
+//! interval, and the clocks of this machine, Grafana and Prometheus agree).
+
+use super::grafana::{GrafanaInfo, httpdate, send};
+use super::prom::{PromApi, PromInfo, Sample, call_failed, now, prom_duration};
+use super::{BuildError, parse_args};
+use crate::engine::{CheckCtx, Outcome, Probe};
+use crate::explain::age;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+fn window_str(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+/// Whether a series (by its labels) is one of the service's.
+pub fn series_of(s: &Sample, svc: &str) -> bool {
+    let prefix = format!("{svc}-");
+    ["application", "exported_application", "app", "service"].iter().any(|k| s.metric.get(*k).is_some_and(|v| v == svc))
+        || ["pod", "kubernetes_pod_name"].iter().any(|k| s.metric.get(*k).is_some_and(|v| v.starts_with(&prefix)))
+}
+
+/// Prometheus's own scrapes and health probes are not traffic.
+pub fn is_probe_uri(uri: &str) -> bool {
+    uri.starts_with("/actuator") || uri == "/health" || uri == "/metrics" || uri == "/prometheus" || uri.starts_with("/healthz")
+}
+
+/// `kind = "data.traffic"`: every service received user requests within the window.
+#[derive(Debug)]
+pub struct Traffic;
+
+impl Traffic {
+    /// Takes no args.
+    pub fn from_args(args: &toml::Table) -> Result<Self, BuildError> {
+        parse_args::<NoArgs>(args).map(|_| Traffic)
+    }
+}
+
+#[async_trait::async_trait]
+impl Probe for Traffic {
+    async fn run(&self, cx: &CheckCtx) -> Outcome {
+        let api = match PromApi::from_ctx(cx) {
+            Ok(a) => a,
+            Err(o) => return o,
+        };
+        let w = format!("{}s", cx.settings.window.as_secs().max(1));
+        let by = "application, exported_application, app, service, pod, kubernetes_pod_name, uri";
+        let exist_q = format!("count by ({by}) (last_over_time(http_server_requests_seconds_count[{w}]))");
+        let incr_q = format!("sum by ({by}) (increase(http_server_requests_seconds_count[{w}]))");
+        let (exist, incr) = tokio::join!(api.instant(&exist_q, None), api.instant(&incr_q, None));
+        let exist = match exist {
+            Ok(v) => v,
+            Err(e) => return call_failed(cx, &api, "the traffic query", &e),
+        };
+        let incr = incr.unwrap_or_default();
+        let mut problems = Vec::new();
+        let mut evidence = serde_json::Map::new();
+        let mut none = Vec::new();
+        for svc in &cx.settings.services {
+            let all: Vec<&Sample> = exist.iter().filter(|s| series_of(s, svc)).collect();
+            let user: Vec<&Sample> = all.iter().copied().filter(|s| s.metric.get("uri").is_none_or(|u| !is_probe_uri(u))).collect();
+            let mut by_uri: BTreeMap<String, f64> = BTreeMap::new();
+            for s in incr.iter().filter(|s| series_of(s, svc)) {
+                let uri = s.metric.get("uri").cloned().unwrap_or_default();
+                if !is_probe_uri(&uri) && s.value.is_finite() {
+                    *by_uri.entry(uri).or_default() += s.value;
+                }
+            }
+            let total: f64 = by_uri.values().sum();
+            if all.is_empty() {
+                problems.push(format!("{svc}: no http_server_requests_seconds series at all in the last {}", window_str(cx.settings.window)));
+                evidence.insert(svc.clone(), json!({"verdict": "no-series"}));
+                none.push(svc.clone());
+            } else if user.is_empty() {
+                problems.push(format!(
+                    "{svc}: no user request ever (only Prometheus's scrapes of /actuator; Micrometer creates the series on the first request)"
+                ));
+                evidence.insert(svc.clone(), json!({"verdict": "no-request"}));
+                none.push(svc.clone());
+            } else if total <= 0.0 {
+                problems.push(format!("{svc}: requests happened before, but none in the last {}", window_str(cx.settings.window)));
+                evidence.insert(svc.clone(), json!({"verdict": "zero"}));
+                none.push(svc.clone());
+            } else {
+                let top: Vec<String> = by_uri.iter().filter(|(_, v)| **v > 0.0).map(|(u, v)| format!("{u} ~{}", v.round())).collect();
+                evidence.insert(svc.clone(), json!({"verdict": "traffic", "requests": total.round(), "uris": top}));
+            }
+        }
+        if problems.is_empty() {
+            return Outcome::pass(format!(
+                "all {} services received requests in the last {}",
+                cx.settings.services.len(),
+                window_str(cx.settings.window)
+            ))
+            .evidence("services", serde_json::Value::Object(evidence));
+        }
+        let ns = &cx.settings.namespace;
+        let first = none.first().cloned().unwrap_or_default();
+        Outcome::fail(format!("no traffic: {}", problems.join("; ")))
+            .evidence("services", serde_json::Value::Object(evidence))
+            .evidence("without_traffic", &none)
+            .remedy(format!(
+                "# every graph stays empty until someone uses the site; play the guide's scenarios:\n#   1. log in five times (user-service)\n#   2. place an order (order-service, then delivery-service through Kafka)\n#   3. complete a delivery (orchestrator-service)\n# or send a request straight to a service:\nkubectl -n {ns} port-forward deploy/{first} 8080:8080 &\ncurl -s localhost:8080/actuator/health; curl -s localhost:8080/    # any endpoint of the app"
+            ))
+    }
+}
+
+/// `kind = "data.time-range"`: the newest samples fall inside the window, rate windows fit
+/// the scrape interval, and the clocks agree.
+#[derive(Debug)]
+pub struct TimeRange {
+    rate_window: Duration,
+    max_skew: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeRangeArgs {
+    /// The rate window the dashboard's queries use (the guide's `[1m]`).
+    rate_window: Option<String>,
+    /// The clock difference tolerated.
+    max_skew: Option<String>,
+}
+
+impl TimeRange {
+    /// From `args = { rate_window = "1m", max_skew = "30s" }` (both optional).
+    pub fn from_args(args: &toml::Table) -> Result<Self, BuildError> {
+        let a: TimeRangeArgs = parse_args(args)?;
+        let d = |s: Option<String>, def: u64| -> Result<Duration, BuildError> {
+            match s {
+                None => Ok(Duration::from_secs(def)),
+                Some(s) => crate::settings::parse_duration(&s).map_err(BuildError::Args),
+            }
+        };
+        Ok(TimeRange {
+            rate_window: d(a.rate_window, 60)?,
+            max_skew: d(a.max_skew, 30)?,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Probe for TimeRange {
+    async fn run(&self, cx: &CheckCtx) -> Outcome {
+        let api = match PromApi::from_ctx(cx) {
+            Ok(a) => a,
+            Err(o) => return o,
+        };
+        let window = cx.settings.window;
+        let metrics = "http_server_requests_seconds_count|jvm_memory_used_bytes";
+        let fresh_q = format!("count({{__name__=~\"{metrics}\"}})");
+        let age_q = format!("time() - max(max_over_time(timestamp({{__name__=~\"{metrics}\"}})[6h:1m]))");
+        let grafana_date = async {
+            if let Some(g) = cx.facts.get::<GrafanaInfo>() {
+                return g.date.map(|d| (d, now()));
+            }
+            let req = cx.clients.http.get(format!("{}/api/health", cx.settings.grafana_url)).timeout(Duration::from_secs(2).min(cx.timeout));
+            let a = send(req).await.ok()?;
+            let d = a.headers.get(reqwest::header::DATE)?.to_str().ok().and_then(httpdate)?;
+            Some((d, now()))
+        };
+        let (fresh, targets, gdate) = tokio::join!(api.instant(&fresh_q, None), api.targets(), grafana_date);
+        let fresh = match fresh {
+            Ok(f) => f.first().map(|s| s.value).unwrap_or(0.0),
+            Err(e) => return call_failed(cx, &api, "the freshness query", &e),
+        };
+        let mut warns: Vec<String> = Vec::new();
+        let mut fails: Vec<String> = Vec::new();
+        let mut remedies: Vec<String> = Vec::new();
+        let mut o_evidence = serde_json::Map::new();
+        let win = window_str(window);
+        if fresh <= 0.0 {
+            match api.instant(&age_q, None).await {
+                Ok(v) if !v.is_empty() => {
+                    let a = v[0].value;
+                    o_evidence.insert("newest_sample_age_s".into(), json!(a.round()));
+                    let msg = format!("data stopped {} ago; your window is {win}", age(a));
+                    if a > window.as_secs_f64() {
+                        fails.push(msg);
+                    } else {
+                        warns.push(msg);
+                    }
+                    remedies.push(format!(
+                        "# in Grafana, widen the time picker (top right) past {} to see the old data,\n# and find why it stopped: msa-doctor --only prometheus.targets\nkubectl -n {} get deploy,pods",
+                        age(a),
+                        cx.settings.namespace
+                    ));
+                }
+                Ok(_) => {
+                    fails.push("no sample of http_server_requests_seconds_count or jvm_memory_used_bytes in the last 6 h".into());
+                    remedies.push("msa-doctor --only prometheus.targets    # are the services scraped at all?".into());
+                }
+                Err(e) => return call_failed(cx, &api, "the age query", &e),
+            }
+        }
+        // The guide's rate windows against the scrape interval of the service targets.
+        if let Ok(t) = targets {
+            let interval = t
+                .active_targets
+                .iter()
+                .filter(|t| cx.settings.services.iter().any(|s| super::prom::belongs(t, s, &cx.settings.namespace)))
+                .filter_map(|t| prom_duration(&t.scrape_interval))
+                .max();
+            if let Some(iv) = interval {
+                o_evidence.insert("scrape_interval".into(), json!(window_str(iv)));
+                let rw = self.rate_window;
+                let fix = format!(
+                    "# in the panels, let Grafana size the window:\nrate(http_server_requests_seconds_count{{uri=\"/api/orders\", method=\"POST\"}}[$__rate_interval]) * 60\n# or a window of at least 4 scrape intervals: [{}]\n# or scrape more often (prometheus.yml): scrape_interval: 15s",
+                    window_str((iv * 4).max(Duration::from_secs(60)))
+                );
+                if rw < iv * 2 {
+                    fails.push(format!(
+                        "the guide's [{}] rate window is shorter than twice the {} scrape interval: rate() returns nothing",
+                        window_str(rw),
+                        window_str(iv)
+                    ));
+                    remedies.push(fix);
+                } else if rw < iv * 4 {
+                    warns.push(format!(
+                        "the guide's [{}] rate window holds only about {} samples at the {} scrape interval: the graph has gaps",
+                        window_str(rw),
+                        (rw.as_secs_f64() / iv.as_secs_f64()).floor(),
+                        window_str(iv)
+                    ));
+                    remedies.push(fix);
+                }
+            }
+        }
+        // Clocks.
+        let mut skews = Vec::new();
+        if let Some(p) = cx.facts.get::<PromInfo>() {
+            let skew = p.server_time - p.local_time + p.rtt.as_secs_f64() / 2.0;
+            o_evidence.insert("prometheus_clock_skew_s".into(), json!((skew * 10.0).round() / 10.0));
+            if skew.abs() > self.max_skew.as_secs_f64() {
+                skews.push(format!("Prometheus's clock is {:.0} s {}", skew.abs(), if skew > 0.0 { "ahead" } else { "behind" }));
+            }
+        }
+        if let Some((d, local)) = gdate {
+            let gs = d.duration_since(std::time::UNIX_EPOCH).map(|x| x.as_secs_f64()).unwrap_or(0.0);
+            let skew = gs - local;
+            o_evidence.insert("grafana_clock_skew_s".into(), json!(skew.round()));
+            if skew.abs() > self.max_skew.as_secs_f64() + 1.0 {
+                skews.push(format!("Grafana's clock is {:.0} s {}", skew.abs(), if skew > 0.0 { "ahead" } else { "behind" }));
+            }
+        }
+        if !skews.is_empty() {
+            fails.push(format!("{} of this machine's: \"Last 15 minutes\" means another time to each", skews.join(", ")));
+            remedies.push("# put this machine's clock right:\nsudo timedatectl set-ntp true    # Linux\nsudo sntp -sS time.apple.com     # macOS\nsudo hwclock -s                  # WSL after sleep".into());
+        }
+        let evidence = serde_json::Value::Object(o_evidence);
+        if !fails.is_empty() {
+            fails.extend(warns);
+            return Outcome::fail(fails.join("; ")).evidence("time", evidence).remedy(remedies.join("\n"));
+        }
+        if !warns.is_empty() {
+            return Outcome::warn(warns.join("; ")).evidence("time", evidence).remedy(remedies.join("\n"));
+        }
+        Outcome::pass(format!("fresh data inside the last {win}, rate windows fit the scrape interval, clocks agree")).evidence("time", evidence)
+    }
+}

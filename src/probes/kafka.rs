@@ -1,0 +1,155 @@
+//! `kafka.exporter`: a Kafka exporter runs, Prometheus scrapes it, it exports consumer lag,
+//! and the guide's topic is among its topics. A missing exporter is a warning: the guide's
+//! fallback panel (JVM heap) still works.
+
+use super::prom::{PromApi, call_failed};
+use super::{BuildError, kube as kubeprobe, parse_args};
+use crate::engine::{CheckCtx, Outcome, Probe};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Whether a Kafka exporter was found: the lag panel skips without one.
+#[derive(Debug, Clone)]
+pub struct KafkaExporter {
+    /// True when an exporter pod or its metrics exist.
+    pub present: bool,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+/// `kind = "kafka.exporter"`.
+#[derive(Debug)]
+pub struct ExporterCheck;
+
+impl ExporterCheck {
+    /// Takes no args.
+    pub fn from_args(args: &toml::Table) -> Result<Self, BuildError> {
+        parse_args::<NoArgs>(args).map(|_| ExporterCheck)
+    }
+}
+
+const EXPORTER_WORDS: &[&str] = &["kafka-exporter", "kafka_exporter", "kafka-lag-exporter", "kminion", "burrow"];
+
+/// Exporter pods in any namespace (or the two the user named, when listing all is forbidden).
+async fn exporter_pods(cx: &CheckCtx) -> Option<Vec<(String, String, String)>> {
+    let client = cx.kube().await.ok()?;
+    let matches = |p: &Pod| {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let images: Vec<String> = p.spec.as_ref().map(|s| s.containers.iter().filter_map(|c| c.image.clone()).collect()).unwrap_or_default();
+        EXPORTER_WORDS.iter().any(|w| name.contains(w) || images.iter().any(|i| i.contains(w)))
+    };
+    let to_row = |p: Pod| {
+        let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        (p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone().unwrap_or_default(), phase)
+    };
+    let all: Api<Pod> = Api::all(client.clone());
+    match all.list(&ListParams::default()).await {
+        Ok(l) => Some(l.items.into_iter().filter(matches).map(to_row).collect()),
+        Err(_) => {
+            let mut out = Vec::new();
+            for ns in [&cx.settings.namespace, &cx.settings.monitoring_namespace] {
+                let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+                if let Ok(l) = api.list(&ListParams::default()).await {
+                    out.extend(l.items.into_iter().filter(matches).map(to_row));
+                }
+            }
+            Some(out)
+        }
+    }
+}
+
+fn install_remedy(cx: &CheckCtx) -> String {
+    format!(
+        "# install a Kafka exporter where Prometheus scrapes it:\nhelm repo add prometheus-community https://prometheus-community.github.io/helm-charts\nhelm install kafka-exporter prometheus-community/prometheus-kafka-exporter -n {mon} \\\n  --set kafkaServer={{kafka.{ns}.svc.cluster.local:9092}} \\\n  --set-string 'podAnnotations.prometheus\\.io/scrape=true' \\\n  --set-string 'podAnnotations.prometheus\\.io/port=9308'\n# meanwhile the guide's fallback panel works without it:\nsum(jvm_memory_used_bytes{{area=\"heap\"}}) by (application)",
+        mon = cx.settings.monitoring_namespace,
+        ns = cx.settings.namespace
+    )
+}
+
+#[async_trait::async_trait]
+impl Probe for ExporterCheck {
+    async fn run(&self, cx: &CheckCtx) -> Outcome {
+        let api = match PromApi::from_ctx(cx) {
+            Ok(a) => a,
+            Err(o) => return o,
+        };
+        let topic = cx.settings.topic.clone();
+        let budget = cx.timeout.saturating_sub(Duration::from_millis(300)).max(Duration::from_millis(100));
+        let (brokers, lag, partitions, pods) = tokio::join!(
+            api.instant("max(kafka_brokers)", None),
+            api.instant("count by (topic, consumergroup) (kafka_consumergroup_lag)", None),
+            api.instant("count by (topic) (kafka_topic_partitions)", None),
+            tokio::time::timeout(budget, exporter_pods(cx))
+        );
+        let brokers = match brokers {
+            Ok(b) => b.first().map(|s| s.value),
+            Err(e) => return call_failed(cx, &api, "the kafka_brokers query", &e),
+        };
+        let pods = pods.ok().flatten();
+        let lag = lag.unwrap_or_default();
+        let topics: BTreeSet<String> = partitions.unwrap_or_default().into_iter().filter_map(|s| s.metric.get("topic").cloned()).collect();
+        let pod_names: Vec<String> = pods.as_ref().map(|p| p.iter().map(|(ns, n, phase)| format!("{ns}/{n} ({phase})")).collect()).unwrap_or_default();
+        let Some(brokers) = brokers else {
+            let present = pods.as_ref().is_some_and(|p| !p.is_empty());
+            cx.facts.put(KafkaExporter { present });
+            if present {
+                return Outcome::fail(format!(
+                    "a Kafka exporter runs ({}) but Prometheus has no kafka_brokers: its pod is not scraped, or its scrape fails",
+                    pod_names.join(", ")
+                ))
+                .evidence("exporter_pods", &pod_names)
+                .remedy("# the exporter's pod template needs the scrape annotations (port 9308, path /metrics):\nkubectl -n <namespace> patch deployment <kafka-exporter> --type merge -p '{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"prometheus.io/scrape\":\"true\",\"prometheus.io/port\":\"9308\"}}}}}'\nmsa-doctor --only prometheus.targets");
+            }
+            return Outcome::warn(format!(
+                "no Kafka exporter runs{}: the lag panel (kafka_consumergroup_lag) cannot have data",
+                if pods.is_some() { " (no pod named or built from kafka-exporter, kafka_exporter, kafka-lag-exporter in any namespace)" } else { "" }
+            ))
+            .evidence("exporter_pods", &pod_names)
+            .remedy(install_remedy(cx));
+        };
+        cx.facts.put(KafkaExporter { present: true });
+        if brokers < 1.0 {
+            return Outcome::fail("the Kafka exporter runs but sees 0 brokers: it cannot reach Kafka")
+                .evidence("kafka_brokers", brokers)
+                .remedy(format!(
+                    "kubectl -n {ns} get svc | grep -i kafka    # the broker's Service and port\n# then point the exporter at it: --kafka.server=kafka.{ns}.svc.cluster.local:9092",
+                    ns = cx.settings.namespace
+                ));
+        }
+        let lag_topics: BTreeSet<String> = lag.iter().filter_map(|s| s.metric.get("topic").cloned()).collect();
+        let groups: BTreeSet<String> = lag.iter().filter(|s| s.metric.get("topic") == Some(&topic)).filter_map(|s| s.metric.get("consumergroup").cloned()).collect();
+        let seen: Vec<String> = topics.iter().filter(|t| !t.starts_with("__")).cloned().collect();
+        let base = |o: Outcome| o.evidence("kafka_brokers", brokers).evidence("topics", &seen).evidence("exporter_pods", &pod_names);
+        if !groups.is_empty() {
+            return base(Outcome::pass(format!(
+                "the Kafka exporter sees {} broker(s) and consumer lag of {} on {topic}",
+                brokers,
+                groups.iter().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        if !topics.contains(&topic) && !lag_topics.contains(&topic) {
+            let near = kubeprobe::nearest(&topic, seen.iter());
+            return base(Outcome::fail(format!(
+                "the topic {topic:?} does not exist; the exporter sees: {}",
+                if seen.is_empty() { "no topic".to_string() } else { seen.join(", ") }
+            )))
+            .remedy(format!(
+                "# check the topic name the services use (spring.kafka..., @KafkaListener(topics = ...)){}\nkubectl -n {ns} exec deploy/kafka -- kafka-topics.sh --bootstrap-server localhost:9092 --list\n# or name the topic msa-doctor should look for:\nmsa-doctor --topic <topic>",
+                near.first().map(|n| format!("; nearest: {n}")).unwrap_or_default(),
+                ns = cx.settings.namespace
+            ));
+        }
+        base(Outcome::fail(format!(
+            "the topic {topic:?} exists but no consumer group reads it, so kafka_consumergroup_lag has no series for it"
+        )))
+        .remedy(format!(
+            "kubectl -n {ns} logs deploy/delivery-service --tail=50    # is the consumer running and subscribed?\nkubectl -n {ns} exec deploy/kafka -- kafka-consumer-groups.sh --bootstrap-server localhost:9092 --list",
+            ns = cx.settings.namespace
+        ))
+    }
+}
