@@ -264,13 +264,6 @@ const POD_RELABEL_RULES: &str = r#"    relabel_configs:
         action: drop
 "#;
 
-/// The rule the `label-collision` fault adds: someone copied the pod's `app` label into a
-/// target label `application`, which Micrometer's own `application` tag then collides with.
-const COLLISION_RULE: &str = r#"      - source_labels: [__meta_kubernetes_pod_label_app]
-        action: replace
-        target_label: application
-"#;
-
 /// The scrape configuration for a backend: the Helm chart's `kubernetes-pods` job (over HTTP
 /// SD for Prometheus, `kubernetes_sd_configs` role pod for VictoriaMetrics) and, when there are
 /// kubelets, a `kubernetes-cadvisor` job.
@@ -284,9 +277,9 @@ pub fn scrape_config(opts: &TsdbOptions) -> String {
     }
     y.push_str("scrape_configs:\n");
     let _ = writeln!(y, "  - job_name: {}", q(PODS_JOB));
-    // honor_labels: true is the chart's choice (the pod's own labels win); the label-collision
-    // fault is the Prometheus default, false, where a clashing target label renames the
-    // scraped one to exported_<name>.
+    // honor_labels: true is the chart's choice (the scraped labels win); the label-collision
+    // fault is Prometheus' default, false, where a target label (the pods then carry a label
+    // `application`) renames the scraped one to exported_<name>.
     let honor = !faults.has(Fault::LabelCollision);
     let _ = writeln!(y, "    honor_labels: {honor}");
     if faults.has(Fault::SlowScrape) {
@@ -312,9 +305,6 @@ pub fn scrape_config(opts: &TsdbOptions) -> String {
         }
     }
     y.push_str(POD_RELABEL_RULES);
-    if faults.has(Fault::LabelCollision) {
-        y.push_str(COLLISION_RULE);
-    }
     if !opts.cadvisor_targets.is_empty() {
         let _ = writeln!(y, "  - job_name: {}", q(CADVISOR_JOB));
         y.push_str("    honor_labels: true\n    metrics_path: /metrics/cadvisor\n");
@@ -368,13 +358,39 @@ pub struct StalePod {
 /// The guide's four services.
 const SERVICES: [&str; 4] = crate::settings::DEFAULT_SERVICES;
 
-/// Reads the pods of the services from an HTTP SD answer (the same `__meta_kubernetes_*`
-/// labels Prometheus' pod role gives); services SD does not list are made up.
-pub fn stale_pods(sd: Option<&Value>, prefix: [u8; 3]) -> Vec<StalePod> {
-    let mut pods = Vec::new();
+/// A Prometheus label name for a Kubernetes label key (what the pod role's meta labels and
+/// the chart's labelmap make of it).
+fn sanitize(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The pods the stale samples are labelled with, per service: the pod HTTP SD lists now (same
+/// name, IP and labels as live scraping gives), else a pod of the service's ReplicaSet as it
+/// was before the Deployment was scaled down (name `<replicaset>-<suffix>`, the template's
+/// labels), else a made-up one. IPs not read from SD are `prefix.1` to `prefix.4`.
+pub fn stale_pods(
+    sd: Option<&Value>,
+    replicasets: Option<&Value>,
+    prefix: [u8; 3],
+) -> Vec<StalePod> {
     let groups = sd.and_then(Value::as_array).cloned().unwrap_or_default();
+    let rs_items = replicasets
+        .and_then(|v| v.get("items"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let suffixes = ["x2lqm", "k9vwr", "t4hzp", "m7dcn"];
+    let mut pods = Vec::new();
     for (i, svc) in SERVICES.iter().enumerate() {
-        let found = groups.iter().find_map(|g| {
+        let from_sd = groups.iter().find_map(|g| {
             let labels = g.get("labels")?.as_object()?;
             let app = labels.get("__meta_kubernetes_pod_label_app")?.as_str()?;
             if app != *svc {
@@ -407,13 +423,31 @@ pub fn stale_pods(sd: Option<&Value>, prefix: [u8; 3]) -> Vec<StalePod> {
                 pod_labels,
             })
         });
-        pods.push(found.unwrap_or_else(|| StalePod {
+        let ip = format!("{}.{}.{}.{}", prefix[0], prefix[1], prefix[2], i + 1);
+        let from_rs = || {
+            rs_items.iter().find_map(|rs| {
+                let labels = rs.pointer("/spec/template/metadata/labels")?.as_object()?;
+                if labels.get("app")?.as_str()? != *svc {
+                    return None;
+                }
+                let name = rs.pointer("/metadata/name")?.as_str()?;
+                let mut pod_labels: Vec<(String, String)> = labels
+                    .iter()
+                    .filter_map(|(k, v)| Some((sanitize(k), v.as_str()?.to_string())))
+                    .collect();
+                pod_labels.sort();
+                Some(StalePod {
+                    service: svc.to_string(),
+                    pod: format!("{name}-{}", suffixes[i % 4]),
+                    instance: format!("{ip}:8080"),
+                    pod_labels,
+                })
+            })
+        };
+        pods.push(from_sd.or_else(from_rs).unwrap_or_else(|| StalePod {
             service: svc.to_string(),
-            pod: format!(
-                "{svc}-7d9f8b6c5-{}",
-                ["x2lqm", "k9vwr", "t4hzp", "m7dcn"][i % 4]
-            ),
-            instance: format!("{}.{}.{}.{}:8080", prefix[0], prefix[1], prefix[2], i + 1),
+            pod: format!("{svc}-7d9f8b6c5-{}", suffixes[i % 4]),
+            instance: format!("{ip}:8080"),
             pod_labels: vec![
                 ("app".into(), svc.to_string()),
                 ("pod_template_hash".into(), "7d9f8b6c5".into()),
@@ -693,7 +727,13 @@ impl Tsdb {
         // Stale samples: labelled with the pods SD lists now.
         let stale = if opts.faults.has(Fault::StaleData) {
             let sd = get_json(&client, &opts.sd_pods_url, &[]).await.ok();
-            let pods = stale_pods(sd.as_ref(), opts.pod_ip_prefix);
+            let rs_url = format!(
+                "{}/apis/apps/v1/namespaces/{}/replicasets",
+                opts.kube_url.trim_end_matches('/'),
+                opts.app_namespace
+            );
+            let rs = get_json(&client, &rs_url, &[]).await.ok();
+            let pods = stale_pods(sd.as_ref(), rs.as_ref(), opts.pod_ip_prefix);
             let until = SystemTime::now() - STALE_UNTIL;
             let series = stale_series(&pods, &opts.app_namespace);
             Some((series, stale_timestamps(until), until))
@@ -1028,7 +1068,6 @@ mod tests {
             &[Fault::LabelCollision, Fault::SlowScrape],
         ));
         assert!(broken.contains("honor_labels: false"));
-        assert!(broken.contains("target_label: application"));
         assert!(broken.contains("scrape_interval: 30s"));
         let mut none = opts(Backend::VictoriaMetrics, &[]);
         none.cadvisor_targets.clear();
@@ -1058,7 +1097,7 @@ mod tests {
 
     #[test]
     fn stale_samples_cover_the_old_window() {
-        let pods = stale_pods(None, [127, 0, 1]);
+        let pods = stale_pods(None, None, [127, 0, 1]);
         assert_eq!(pods.len(), 4);
         let series = stale_series(&pods, "metacoding");
         let until = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
