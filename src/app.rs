@@ -17,6 +17,8 @@ pub async fn main(cli: Cli) -> i32 {
         Some(Command::Check(args)) => check(args).await,
         Some(Command::List(args)) => list(args),
         Some(Command::Demo(args)) => demo(args).await,
+        Some(Command::Explain(args)) => crate::commands::explain(args).await,
+        Some(Command::Lint(args)) => crate::commands::lint(args),
     };
     match result {
         Ok(code) => code,
@@ -61,16 +63,27 @@ async fn check(args: CheckArgs) -> Result<i32, ConfigError> {
     Ok(report.summary().exit_code(settings.strict))
 }
 
-/// Runs a plan with fresh clients and facts; progress of `--wait` goes to stderr.
-pub async fn run_plan(settings: Settings, plan: Plan) -> Report {
+/// A fresh run context: clients built once, no facts yet.
+pub fn context(settings: Settings) -> CheckCtx {
     let settings = Arc::new(settings);
-    let clients = Arc::new(Clients::new(&settings));
-    let cx = CheckCtx {
-        settings: settings.clone(),
-        clients: clients.clone(),
+    CheckCtx {
+        clients: Arc::new(Clients::new(&settings)),
         facts: Arc::new(Facts::default()),
         timeout: settings.timeout,
-    };
+        settings,
+    }
+}
+
+/// Runs a plan with fresh clients and facts; progress of `--wait` goes to stderr.
+pub async fn run_plan(settings: Settings, plan: Plan) -> Report {
+    run_in(&context(settings), plan).await
+}
+
+/// Runs a plan in an existing context (its facts stay there for the caller).
+pub async fn run_in(cx: &CheckCtx, plan: Plan) -> Report {
+    let settings = cx.settings.clone();
+    let clients = cx.clients.clone();
+    let cx = cx.clone();
     let options = RunOptions {
         jobs: settings.jobs,
         default_timeout: settings.timeout,

@@ -18,6 +18,9 @@ pub struct Cli {
 }
 
 /// The commands.
+// `check` and `explain` carry every option of the contract; the enum is built once per
+// process, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the checklist against a live stack and print the report (the default).
@@ -26,6 +29,51 @@ pub enum Command {
     List(ListArgs),
     /// Start the practice stack on loopback and run the checklist against it.
     Demo(DemoArgs),
+    /// Say why a PromQL query (or every panel of a dashboard) returns no data.
+    Explain(ExplainArgs),
+    /// The checks that need no live stack, over Kubernetes YAML files and folders.
+    Lint(LintArgs),
+}
+
+/// Options of `explain`: a query, or `--dashboard UID` / `--all-dashboards`, plus the
+/// connection options of `check`.
+#[derive(Debug, Args, Default, Clone)]
+pub struct ExplainArgs {
+    /// The PromQL query to explain.
+    #[arg(value_name = "PROMQL", required_unless_present_any = ["dashboard", "all_dashboards"], conflicts_with_all = ["dashboard", "all_dashboards"])]
+    pub query: Option<String>,
+    /// Scan every panel of this dashboard (by uid).
+    #[arg(long, value_name = "UID", conflicts_with = "all_dashboards")]
+    pub dashboard: Option<String>,
+    /// Scan every panel of every dashboard.
+    #[arg(long)]
+    pub all_dashboards: bool,
+    /// How far back "did it ever exist" looks.
+    #[arg(long, value_parser = duration, value_name = "DURATION", default_value = "24h")]
+    pub lookback: Duration,
+    #[command(flatten)]
+    /// Connection, window and output options, as for `check`.
+    pub check: CheckArgs,
+}
+
+/// Options of `lint`.
+#[derive(Debug, Args, Default, Clone)]
+pub struct LintArgs {
+    /// Kubernetes YAML files, or folders of them.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The services (Deployments) that must be scraped; other Deployments are listed only.
+    #[arg(long, value_delimiter = ',', value_name = "A,B,C")]
+    pub services: Option<Vec<String>>,
+    /// The report format.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub output: Option<Format>,
+    /// Warnings fail the run.
+    #[arg(long)]
+    pub strict: bool,
+    /// When to colour the report.
+    #[arg(long, value_enum, value_name = "WHEN")]
+    pub color: Option<ColorChoice>,
 }
 
 /// Output formats of a report.

@@ -6,6 +6,8 @@
 //!
 //! Used by `msa-doctor explain` and by the `panel.*` checks. Nothing here prints.
 
+pub mod dashboard;
+
 use crate::probes::kube::levenshtein;
 use crate::probes::prom::{Labels, PromApi, PromError, now};
 use promql_parser::label::MatchOp;

@@ -1,6 +1,10 @@
 //! `kind = "exec"`: the plugin door. Runs a program with arguments under the check's deadline;
 //! it prints one JSON object `{"status", "message", "remedy", "evidence"}` on stdout. Anything
 //! else it prints, a non-zero exit or a hang becomes `error`, with what it printed, cut short.
+//!
+//! The plugin runs in a process group of its own, so that a deadline (or the end of the plugin)
+//! also ends what it started: a `sleep` or a `curl` left behind by a shell script would else
+//! outlive the check and hold its output open.
 
 use super::{BuildError, cut, parse_args};
 use crate::engine::{CheckCtx, Outcome, Probe, Status, fill_template};
@@ -69,6 +73,40 @@ impl Exec {
     }
 }
 
+/// Kills a plugin's process group when dropped: at its end, on a timeout, and when the runner
+/// stops the check, so nothing it started outlives it.
+struct GroupKill(Option<u32>);
+
+impl GroupKill {
+    fn kill(&mut self) {
+        #[cfg(unix)]
+        if let Some(pgid) = self.0.take().and_then(|p| i32::try_from(p).ok())
+            && pgid > 0
+        {
+            // SAFETY: kill(2) with a negative pid signals the process group the plugin leads
+            // (created with `process_group(0)`); it touches no memory of this process.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The plugin's result: all of stdout as JSON, or else its last non-empty line (so a plugin may
+/// log before it answers).
+fn parse_result(out: &str) -> Option<PluginResult> {
+    serde_json::from_str(out).ok().or_else(|| {
+        let last = out.lines().rev().find(|l| !l.trim().is_empty())?;
+        serde_json::from_str(last.trim()).ok()
+    })
+}
+
 async fn read_capped<R: tokio::io::AsyncRead + Unpin>(mut r: R) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
@@ -96,6 +134,8 @@ impl Probe for Exec {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        #[cfg(unix)]
+        cmd.process_group(0);
         if let Some(d) = &self.dir {
             cmd.current_dir(d);
         }
@@ -124,12 +164,15 @@ impl Probe for Exec {
                     .evidence("command", &shown);
             }
         };
+        let mut group = GroupKill(child.id());
         let stdout = child.stdout.take().map(|o| tokio::spawn(read_capped(o)));
         let stderr = child.stderr.take().map(|e| tokio::spawn(read_capped(e)));
         // Leave a little of the check's deadline to report what the plugin printed.
         let budget = cx.timeout.saturating_sub(Duration::from_millis(50)).max(Duration::from_millis(10));
         let waited = tokio::time::timeout(budget, child.wait()).await;
         let timed_out = waited.is_err();
+        // Whether it ended or not, end everything it started; then reap it.
+        group.kill();
         if timed_out {
             let _ = child.start_kill();
             let _ = tokio::time::timeout(Duration::from_millis(200), child.wait()).await;
@@ -175,9 +218,9 @@ impl Probe for Exec {
                 if said.is_empty() { String::new() } else { format!(": {}", cut(said, SHOWN)) }
             )));
         }
-        let parsed: PluginResult = match serde_json::from_str(&out) {
-            Ok(p) => p,
-            Err(_) => {
+        let parsed: PluginResult = match parse_result(&out) {
+            Some(p) => p,
+            None => {
                 return printed(Outcome::error(format!(
                     "plugin {shown} printed no JSON result: {}",
                     if out.is_empty() { "(nothing)".to_string() } else { cut(&out, SHOWN) }

@@ -148,15 +148,24 @@ impl Probe for Http {
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
-                return Outcome::fail(format!(
-                    "{} {url}: {}",
-                    self.method,
+                let why = if e.is_timeout() {
+                    format!(
+                        "no answer within {}",
+                        humantime::format_duration(cx.timeout)
+                    )
+                } else {
                     describe_reqwest_error(&e)
-                ))
-                .evidence("url", &url);
+                };
+                return Outcome::fail(format!("{} {url}: {why}", self.method)).evidence("url", &url);
             }
         };
         let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("no content type")
+            .to_string();
         let body = match read_body(resp, MAX_BODY).await {
             Ok(b) => b,
             Err(e) => {
@@ -184,7 +193,9 @@ impl Probe for Http {
             let json: serde_json::Value = match serde_json::from_slice(&body) {
                 Ok(j) => j,
                 Err(e) => {
-                    return base(Outcome::fail(format!("{url}: the body is not JSON ({e})")))
+                    return base(Outcome::fail(format!(
+                        "{url}: the body is not JSON ({content_type}; {e})"
+                    )))
                         .evidence("body", cut(text.trim(), 500));
                 }
             };

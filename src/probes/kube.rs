@@ -6,7 +6,7 @@
 use super::{BuildError, parse_args};
 use crate::engine::{CheckCtx, KubeUnavailable, Outcome, Probe};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Pod, PodTemplateSpec, Service};
 use kube::api::{Api, ListParams};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -233,10 +233,8 @@ pub struct AnnotationFindings {
     pub patch: BTreeMap<String, String>,
 }
 
-fn declared_ports(d: &Deployment) -> Vec<i32> {
-    d.spec
-        .template
-        .spec
+fn declared_ports(t: &PodTemplateSpec) -> Vec<i32> {
+    t.spec
         .as_ref()
         .map(|s| {
             s.containers
@@ -248,8 +246,8 @@ fn declared_ports(d: &Deployment) -> Vec<i32> {
         .unwrap_or_default()
 }
 
-fn looks_spring(d: &Deployment) -> bool {
-    let Some(spec) = d.spec.template.spec.as_ref() else { return true };
+fn looks_spring(t: &PodTemplateSpec) -> bool {
+    let Some(spec) = t.spec.as_ref() else { return true };
     // The guide's services are Spring Boot; say otherwise only when the pod clearly is not.
     let images: String = spec.containers.iter().filter_map(|c| c.image.clone()).collect::<Vec<_>>().join(" ").to_ascii_lowercase();
     !["nginx", "node", "python", "golang", "redis", "mysql", "postgres", "kafka"].iter().any(|w| images.contains(&format!("/{w}")) || images.starts_with(w))
@@ -257,17 +255,17 @@ fn looks_spring(d: &Deployment) -> bool {
 
 /// Inspects one Deployment's metadata and pod template annotations.
 pub fn inspect(d: &Deployment) -> AnnotationFindings {
+    let empty = BTreeMap::new();
+    inspect_template(d.metadata.annotations.as_ref().unwrap_or(&empty), &d.spec.template)
+}
+
+/// Inspects a workload's own annotations and its pod template (Deployment, StatefulSet,
+/// DaemonSet alike).
+pub fn inspect_template(meta_ann: &BTreeMap<String, String>, template: &PodTemplateSpec) -> AnnotationFindings {
     let mut f = AnnotationFindings::default();
     let empty = BTreeMap::new();
-    let meta_ann = d.metadata.annotations.as_ref().unwrap_or(&empty);
-    let tmpl_ann = d
-        .spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.annotations.as_ref())
-        .unwrap_or(&empty);
-    let ports = declared_ports(d);
+    let tmpl_ann = template.metadata.as_ref().and_then(|m| m.annotations.as_ref()).unwrap_or(&empty);
+    let ports = declared_ports(template);
     match tmpl_ann.get(SCRAPE).map(String::as_str) {
         Some("true") => {}
         Some(other) => {
@@ -283,7 +281,7 @@ pub fn inspect(d: &Deployment) -> AnnotationFindings {
             f.patch.insert(SCRAPE.into(), "true".into());
         }
     }
-    let spring = looks_spring(d);
+    let spring = looks_spring(template);
     match tmpl_ann.get(PATH) {
         None if spring => {
             let on_meta = if meta_ann.contains_key(PATH) { " (it is on the Deployment's metadata only)" } else { "" };

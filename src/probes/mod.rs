@@ -5,6 +5,7 @@ use crate::engine::Probe;
 use std::path::Path;
 use std::sync::Arc;
 
+pub mod dashboards;
 pub mod data;
 pub mod exec;
 pub mod grafana;
@@ -41,6 +42,7 @@ pub const KINDS: &[&str] = &[
     "data.time-range",
     "kafka.exporter",
     "panel.query",
+    "grafana.dashboards",
 ];
 
 /// Binds a kind to its arguments. `base` is the folder of the check file, against which
@@ -62,6 +64,7 @@ pub fn build(kind: &str, args: &toml::Table, base: Option<&Path>) -> Result<Arc<
         "data.time-range" => Ok(Arc::new(data::TimeRange::from_args(args)?)),
         "kafka.exporter" => Ok(Arc::new(kafka::ExporterCheck::from_args(args)?)),
         "panel.query" => Ok(Arc::new(panel::PanelQuery::from_args(args)?)),
+        "grafana.dashboards" => Ok(Arc::new(dashboards::Dashboards::from_args(args)?)),
         _ => Err(BuildError::UnknownKind),
     }
 }

@@ -133,16 +133,35 @@ impl PromApi {
         let session = cx.facts.get::<GrafanaSession>();
         let ds = cx.facts.get::<Datasource>();
         match (session, ds) {
-            (Some(s), Some(d)) => Ok(PromApi {
-                http: cx.clients.http.clone(),
-                base: format!("{}/api/datasources/proxy/uid/{}", cx.settings.grafana_url, d.uid),
-                session: Some(s),
-                timeout: cx.timeout,
-                via: format!("Grafana's proxy to data source {:?}", d.name),
-            }),
+            (Some(s), Some(d)) => Ok(PromApi::via_grafana(
+                cx.clients.http.clone(),
+                &cx.settings.grafana_url,
+                &d.uid,
+                &d.name,
+                s,
+                cx.timeout,
+            )),
             _ => Err(Outcome::error(
                 "no Prometheus to ask: neither --prometheus-url nor a working Grafana data source",
             )),
+        }
+    }
+
+    /// Through Grafana's data source proxy for the data source `uid`.
+    pub fn via_grafana(
+        http: reqwest::Client,
+        grafana_url: &str,
+        uid: &str,
+        name: &str,
+        session: Arc<GrafanaSession>,
+        timeout: Duration,
+    ) -> PromApi {
+        PromApi {
+            http,
+            base: format!("{grafana_url}/api/datasources/proxy/uid/{uid}"),
+            session: Some(session),
+            timeout,
+            via: format!("Grafana's proxy to data source {name:?}"),
         }
     }
 

@@ -1,0 +1,488 @@
+//! `msa-doctor explain` (a query, a dashboard, every dashboard) and `msa-doctor lint` (the
+//! checks that need no live stack, over Kubernetes YAML files).
+
+use crate::app::{context, print_report, run_in, use_color};
+use crate::cli::{ExplainArgs, Format, LintArgs};
+use crate::config::{self, ConfigError};
+use crate::engine::{CheckCtx, CheckResult, Status};
+use crate::exit_code;
+use crate::explain::dashboard::{self, DashboardReport, GrafanaApi, PanelStatus};
+use crate::explain::{self, Explanation, ExplainOptions, QueryResult, SelectorReport, Verdict};
+use crate::probes::grafana::GrafanaSession;
+use crate::probes::prom::PromApi;
+use crate::report::styles::Styles;
+use crate::report::{Report, Target};
+use crate::settings::{self, Env, FileConfig, Settings};
+use promql_parser::parser::Expr;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+/// Runs the checks up to `upto` (with their prerequisites) and keeps the facts they learn.
+/// On failure, prints why to stderr and returns the exit code.
+async fn connect(settings: &Settings, upto: &str) -> Result<CheckCtx, i32> {
+    let plan = match config::load(&[]) {
+        Ok(p) => p.for_settings(settings.prometheus_url.as_deref()),
+        Err(e) => {
+            eprintln!("msa-doctor: {e}");
+            return Err(exit_code::USAGE);
+        }
+    };
+    let mut s = settings.clone();
+    s.only = vec![upto.to_string()];
+    s.skip = vec![];
+    s.wait = None;
+    let cx = context(s);
+    let report = run_in(&cx, plan).await;
+    let bad: Vec<&CheckResult> = report
+        .checks
+        .iter()
+        .filter(|c| matches!(c.status, Status::Fail | Status::Error))
+        .collect();
+    if bad.is_empty() && report.checks.iter().any(|c| c.id == upto && c.status.satisfies_needs()) {
+        return Ok(cx);
+    }
+    eprintln!("msa-doctor: cannot reach the data: the chain breaks before {upto}");
+    for c in bad {
+        eprintln!("  {} ({}): {}", c.title, c.id, c.message);
+        if let Some(r) = &c.remedy {
+            for l in r.lines() {
+                eprintln!("      {l}");
+            }
+        }
+    }
+    Err(exit_code::ERROR)
+}
+
+fn settings_of(args: &crate::cli::CheckArgs) -> Result<Settings, ConfigError> {
+    let file = FileConfig::load(args.report.config.as_deref())?;
+    settings::resolve(args, &Env::from_process(), file.as_ref())
+}
+
+/// `msa-doctor explain`.
+pub async fn explain(args: ExplainArgs) -> Result<i32, ConfigError> {
+    let settings = settings_of(&args.check)?;
+    let out = settings.output;
+    if let Some(q) = &args.query {
+        // Bad PromQL is a usage error, before any network.
+        let expr = explain::parse(q).map_err(|e| ConfigError::Usage(e.to_string()))?;
+        let api = if let Some(u) = &settings.prometheus_url {
+            let cx = context(settings.clone());
+            PromApi::direct(cx.clients.http.clone(), u, settings.timeout)
+        } else {
+            let cx = match connect(&settings, "grafana.datasource").await {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            match PromApi::from_ctx(&cx) {
+                Ok(a) => a,
+                Err(o) => {
+                    eprintln!("msa-doctor: {}", o.message);
+                    return Ok(exit_code::ERROR);
+                }
+            }
+        };
+        let opts = ExplainOptions {
+            window: settings.window,
+            lookback: args.lookback,
+        };
+        let ex = match explain::explain(&api, q, opts).await {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("msa-doctor: {e}");
+                return Ok(exit_code::ERROR);
+            }
+        };
+        let text = match out {
+            Format::Json => format!("{}\n", serde_json::to_string_pretty(&ex).unwrap_or_default()),
+            _ => render_explanation(&ex, &expr, use_color(settings.color)),
+        };
+        print!("{text}");
+        return Ok(if ex.result == QueryResult::Data { exit_code::OK } else { exit_code::FAILED });
+    }
+    // Dashboards need Grafana even with --prometheus-url.
+    let mut s = settings.clone();
+    s.prometheus_url = None;
+    let cx = match connect(&s, "grafana.datasource").await {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let Some(session) = cx.facts.get::<GrafanaSession>() else {
+        eprintln!("msa-doctor: no Grafana session");
+        return Ok(exit_code::ERROR);
+    };
+    let g = GrafanaApi {
+        http: cx.clients.http.clone(),
+        base: settings.grafana_url.clone(),
+        session,
+        timeout: settings.timeout,
+    };
+    let dss = match dashboard::datasources(&g).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("msa-doctor: {e}");
+            return Ok(exit_code::ERROR);
+        }
+    };
+    let uids = match &args.dashboard {
+        Some(u) => vec![u.clone()],
+        None => match dashboard::dashboard_uids(&g).await {
+            Ok(u) => u,
+            Err(e) => {
+                eprintln!("msa-doctor: {e}");
+                return Ok(exit_code::ERROR);
+            }
+        },
+    };
+    let start = Instant::now();
+    let reports: Vec<DashboardReport> =
+        futures::future::join_all(uids.iter().map(|u| dashboard::scan(&g, u, &dss, args.lookback))).await;
+    if args.dashboard.is_some()
+        && let Some(p) = reports.first().and_then(|r| r.problem.clone())
+    {
+        eprintln!("msa-doctor: dashboard {:?}: {p}", uids[0]);
+        return Ok(exit_code::USAGE);
+    }
+    let text = match out {
+        Format::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "schema": "msa-doctor/explain-dashboards/v1",
+                "duration_ms": start.elapsed().as_millis() as u64,
+                "dashboards": reports,
+            }))
+            .unwrap_or_default()
+        ),
+        _ => render_dashboards(&reports, use_color(settings.color), start.elapsed()),
+    };
+    print!("{text}");
+    let empty = reports.iter().any(|r| r.problem.is_some() || r.empty_panels().next().is_some());
+    Ok(if empty { exit_code::FAILED } else { exit_code::OK })
+}
+
+fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Present => "present",
+        Verdict::Zero => "zero",
+        Verdict::MetricMissing => "metric-missing",
+        Verdict::LabelMissing => "label-missing",
+        Verdict::ValueMissing => "value-missing",
+        Verdict::Stale => "stale",
+        Verdict::Intermittent => "intermittent",
+        Verdict::WindowTooShort => "window-too-short",
+        Verdict::PrometheusDown => "prometheus-down",
+    }
+}
+
+fn glyph_of(v: Verdict) -> (&'static str, Status) {
+    match v {
+        Verdict::Present => ("✔", Status::Pass),
+        Verdict::Zero | Verdict::WindowTooShort | Verdict::Intermittent => ("‼", Status::Warn),
+        _ => ("✖", Status::Fail),
+    }
+}
+
+/// The query as a tree, each selector with its verdict.
+fn tree(expr: &Expr, reports: &mut std::slice::Iter<'_, SelectorReport>, styles: &Styles, prefix: &str, last: bool, out: &mut String) {
+    use owo_colors::OwoColorize;
+    let branch = if prefix.is_empty() && last { "" } else if last { "└─ " } else { "├─ " };
+    let child_prefix = format!("{prefix}{}", if prefix.is_empty() && last { "" } else if last { "   " } else { "│  " });
+    let line = |label: String, out: &mut String| out.push_str(&format!("  {prefix}{branch}{label}\n"));
+    let kids: Vec<&Expr> = match expr {
+        Expr::Aggregate(a) => {
+            let by = match &a.modifier {
+                Some(promql_parser::parser::LabelModifier::Include(l)) => format!(" by ({})", l.labels.join(", ")),
+                Some(promql_parser::parser::LabelModifier::Exclude(l)) => format!(" without ({})", l.labels.join(", ")),
+                None => String::new(),
+            };
+            line(format!("{}{by}", a.op), out);
+            let mut k = vec![];
+            if let Some(p) = &a.param {
+                k.push(p.as_ref());
+            }
+            k.push(a.expr.as_ref());
+            k
+        }
+        Expr::Call(c) => {
+            line(format!("{}()", c.func.name), out);
+            c.args.args.iter().map(|a| a.as_ref()).collect()
+        }
+        Expr::Binary(b) => {
+            line(format!("{}", b.op), out);
+            vec![b.lhs.as_ref(), b.rhs.as_ref()]
+        }
+        Expr::Paren(p) => {
+            line("( )".into(), out);
+            vec![p.expr.as_ref()]
+        }
+        Expr::Unary(u) => {
+            line("-".into(), out);
+            vec![u.expr.as_ref()]
+        }
+        Expr::Subquery(s) => {
+            line(format!("subquery [{}:{}]", humantime::format_duration(s.range), s.step.map(|d| humantime::format_duration(d).to_string()).unwrap_or_default()), out);
+            vec![s.expr.as_ref()]
+        }
+        Expr::VectorSelector(_) | Expr::MatrixSelector(_) => {
+            if let Some(r) = reports.next() {
+                let (g, st) = glyph_of(r.verdict);
+                line(format!("{}  {}", r.selector, format!("{g} {}", verdict_word(r.verdict)).style(styles.status(st))), out);
+            }
+            vec![]
+        }
+        other => {
+            line(format!("{other}"), out);
+            vec![]
+        }
+    };
+    let n = kids.len();
+    for (i, k) in kids.into_iter().enumerate() {
+        tree(k, reports, styles, &child_prefix, i + 1 == n, out);
+    }
+}
+
+fn render_explanation(ex: &Explanation, expr: &Expr, color: bool) -> String {
+    use owo_colors::OwoColorize;
+    let styles = Styles::new(color);
+    let mut out = String::new();
+    let result = match ex.result {
+        QueryResult::Data => "data".style(styles.pass).to_string(),
+        QueryResult::Zero => "only zeros".style(styles.warn).to_string(),
+        QueryResult::Empty => "empty".style(styles.fail).to_string(),
+    };
+    out.push_str(&format!("{}\nover the last {}: {result}\n\n", ex.query, ex.window));
+    tree(expr, &mut ex.selectors.iter(), &styles, "", true, &mut out);
+    for s in ex.selectors.iter().filter(|s| s.verdict != Verdict::Present) {
+        out.push_str(&format!("\n  {}: {}\n", s.selector, s.detail));
+        if !s.suggestions.is_empty() {
+            out.push_str(&format!("    try: {}\n", s.suggestions.join("  or  ")));
+        }
+        if let Some(v) = s.evidence.get("existing_values").and_then(|v| v.as_array()) {
+            let vals: Vec<String> = v.iter().filter_map(|x| x.as_str()).take(8).map(str::to_string).collect();
+            out.push_str(&format!("    values that exist: {}\n", vals.join(", ")));
+        }
+    }
+    if let Some(rc) = &ex.root_cause {
+        out.push_str(&format!("\n{} {rc}\n", "root cause:".style(styles.header)));
+    }
+    if let Some(r) = &ex.remedy {
+        out.push_str(&format!("{}\n", "fix:".style(styles.fix)));
+        for l in r.lines() {
+            out.push_str(&format!("  {l}\n"));
+        }
+    }
+    out
+}
+
+fn render_dashboards(reports: &[DashboardReport], color: bool, took: std::time::Duration) -> String {
+    use owo_colors::OwoColorize;
+    let styles = Styles::new(color);
+    let mut out = String::new();
+    let (mut total, mut empty) = (0, 0);
+    for r in reports {
+        out.push_str(&format!("{} ({}), {} to {}\n", r.title.style(styles.header), r.uid, r.time.0, r.time.1));
+        if !r.variables.is_empty() {
+            let vars: Vec<String> = r.variables.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push_str(&format!("  variables: {}\n", vars.join(", ")));
+        }
+        if let Some(p) = &r.problem {
+            out.push_str(&format!("  {} {p}\n", "✖".style(styles.fail)));
+        }
+        for p in &r.panels {
+            total += 1;
+            let (g, st) = match p.status {
+                PanelStatus::Data => ("✔", Status::Pass),
+                PanelStatus::Zero => ("‼", Status::Warn),
+                PanelStatus::NotPrometheus => ("↷", Status::Skip),
+                PanelStatus::Error => ("⁉", Status::Error),
+                _ => ("✖", Status::Fail),
+            };
+            if !matches!(p.status, PanelStatus::Data | PanelStatus::Zero | PanelStatus::NotPrometheus) {
+                empty += 1;
+            }
+            out.push_str(&format!("  {} {} [{}]: {}\n", g.style(styles.status(st)), p.panel, p.ref_id, p.detail));
+            if let Some(ex) = &p.explanation
+                && p.status != PanelStatus::Data
+            {
+                out.push_str(&format!("      {}\n", p.expanded.style(styles.dim)));
+                if let Some(r) = &ex.remedy {
+                    for l in r.lines() {
+                        out.push_str(&format!("      {l}\n"));
+                    }
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "msa-doctor: {} dashboards, {total} panel queries, {empty} without data, in {:.2}s\n",
+        reports.len(),
+        took.as_secs_f64()
+    ));
+    out
+}
+
+/// Every YAML file under the paths.
+fn yaml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut out = Vec::new();
+    fn walk(p: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            entries.sort();
+            for e in entries {
+                walk(&e, out)?;
+            }
+        } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            out.push(p.to_path_buf());
+        }
+        Ok(())
+    }
+    for p in paths {
+        if !p.exists() {
+            return Err(ConfigError::Read {
+                path: p.clone(),
+                message: "no such file or folder".into(),
+            });
+        }
+        if p.is_file() && !p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            out.push(p.clone());
+            continue;
+        }
+        walk(p, &mut out).map_err(|e| ConfigError::Read {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(out)
+}
+
+/// `msa-doctor lint PATH...`: the scrape annotations of every Deployment, StatefulSet and
+/// DaemonSet in the files, without a cluster.
+pub fn lint(args: LintArgs) -> Result<i32, ConfigError> {
+    use crate::probes::kube::{inspect_template, SCRAPE};
+    let started_at = SystemTime::now();
+    let start = Instant::now();
+    let services: Vec<String> = args
+        .services
+        .clone()
+        .unwrap_or_else(|| settings::DEFAULT_SERVICES.iter().map(|s| s.to_string()).collect());
+    let mut workloads = 0;
+    let mut problems: Vec<String> = Vec::new();
+    let mut remedies: Vec<String> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    let mut not_scraped: Vec<String> = Vec::new();
+    for file in yaml_files(&args.paths)? {
+        let text = std::fs::read_to_string(&file).map_err(|e| ConfigError::Read {
+            path: file.clone(),
+            message: e.to_string(),
+        })?;
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).map_err(|e| ConfigError::Invalid {
+            path: file.clone(),
+            line: e.location().map(|l| l.line() as usize).unwrap_or(1),
+            field: "yaml".into(),
+            message: e.to_string().lines().next().unwrap_or("invalid YAML").to_string(),
+        })?;
+        let mut items = Vec::new();
+        for d in docs {
+            if d.get("kind").and_then(|k| k.as_str()) == Some("List") {
+                items.extend(d.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default());
+            } else {
+                items.push(d);
+            }
+        }
+        for d in items {
+            let kind = d.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+            if !matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet") {
+                continue;
+            }
+            let name = d.pointer("/metadata/name").and_then(|n| n.as_str()).unwrap_or("?").to_string();
+            let meta_ann: std::collections::BTreeMap<String, String> = d
+                .pointer("/metadata/annotations")
+                .and_then(|a| serde_json::from_value(a.clone()).ok())
+                .unwrap_or_default();
+            let template: k8s_openapi::api::core::v1::PodTemplateSpec = match d.pointer("/spec/template").map(|t| serde_json::from_value(t.clone())) {
+                Some(Ok(t)) => t,
+                Some(Err(e)) => {
+                    problems.push(format!("{name} ({}): spec.template is not a pod template: {e}", file.display()));
+                    continue;
+                }
+                None => continue,
+            };
+            workloads += 1;
+            let f = inspect_template(&meta_ann, &template);
+            if services.contains(&name) {
+                seen.push(name.clone());
+                if !f.problems.is_empty() {
+                    problems.push(format!("{kind} {name} ({}): {}", file.display(), f.problems.join("; ")));
+                    let mut y = format!("# {}: {kind} {name}, under spec.template.metadata:\n      annotations:\n", file.display());
+                    for (k, v) in &f.patch {
+                        y.push_str(&format!("        {k}: \"{v}\"\n"));
+                    }
+                    remedies.push(y.trim_end().to_string());
+                }
+            } else if f.patch.contains_key(SCRAPE) {
+                not_scraped.push(name);
+            }
+        }
+    }
+    let missing: Vec<&String> = services.iter().filter(|s| !seen.contains(s)).collect();
+    let mut results = Vec::new();
+    let base = |id: &str, title: &str, status: Status, message: String, remedy: Option<String>, evidence: serde_json::Value| CheckResult {
+        id: id.into(),
+        category: "k8s".into(),
+        title: title.into(),
+        status,
+        message,
+        remedy,
+        needs: vec![],
+        skipped_because: None,
+        duration: start.elapsed(),
+        evidence,
+        attempts: 1,
+        docs: Some(format!("docs/checks.md#{}", id.replace('.', ""))),
+    };
+    let ev = serde_json::json!({"workloads": workloads, "services_found": seen, "services_missing": missing, "not_scraped": not_scraped});
+    results.push(if problems.is_empty() {
+        base(
+            "k8s.scrape-annotations",
+            "Every Deployment asks Prometheus to scrape its pods",
+            if missing.is_empty() { Status::Pass } else { Status::Warn },
+            if missing.is_empty() {
+                format!("{workloads} workloads read; every service asks to be scraped")
+            } else {
+                format!(
+                    "{workloads} workloads read; not in these files: {}",
+                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            },
+            (!missing.is_empty()).then(|| "msa-doctor lint --services <the Deployments of your services> PATH...".into()),
+            ev,
+        )
+    } else {
+        base(
+            "k8s.scrape-annotations",
+            "Every Deployment asks Prometheus to scrape its pods",
+            Status::Fail,
+            problems.join(" | "),
+            Some(remedies.join("\n")),
+            ev,
+        )
+    });
+    let report = Report {
+        started_at,
+        duration: start.elapsed(),
+        target: Target {
+            grafana_url: String::new(),
+            prometheus: "none (lint)".into(),
+            kube_context: None,
+            namespace: String::new(),
+        },
+        checks: results,
+    };
+    let mut s = Settings::defaults();
+    s.output = args.output.unwrap_or(Format::Human);
+    s.color = args.color.unwrap_or(crate::cli::ColorChoice::Auto);
+    print_report(&report, &s);
+    let _ = std::io::stdout().flush();
+    Ok(report.summary().exit_code(args.strict))
+}

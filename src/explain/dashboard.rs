@@ -1,0 +1,554 @@
+//! The dashboard scan: every panel (rows and nested panels too) of a dashboard, its variables
+//! expanded as Grafana would, its data source references checked, run over the dashboard's
+//! own time range; empty panels get the explainer's verdict.
+
+use super::{ExplainOptions, Explanation, QueryResult, evaluate, explain};
+use crate::probes::grafana::{GrafanaSession, send};
+use crate::probes::http::describe_reqwest_error;
+use crate::probes::prom::{PromApi, now};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Grafana's HTTP API with a session, for the scan.
+#[derive(Clone)]
+pub struct GrafanaApi {
+    /// The shared client.
+    pub http: reqwest::Client,
+    /// Grafana's URL, without a trailing slash.
+    pub base: String,
+    /// The login session.
+    pub session: Arc<GrafanaSession>,
+    /// Per-call deadline.
+    pub timeout: Duration,
+}
+
+impl GrafanaApi {
+    /// GETs a JSON document.
+    pub async fn get(&self, path: &str) -> Result<Value, String> {
+        let req = self.session.apply(self.http.get(format!("{}{path}", self.base)).timeout(self.timeout));
+        let a = send(req).await.map_err(|e| describe_reqwest_error(&e))?;
+        if a.status != 200 {
+            return Err(format!(
+                "GET {path}: HTTP {} {}",
+                a.status,
+                a.message().unwrap_or_else(|| crate::probes::cut(&a.text(), 120))
+            ));
+        }
+        a.json().ok_or_else(|| format!("GET {path}: the answer is not JSON"))
+    }
+
+    fn prom(&self, ds: &Ds) -> PromApi {
+        PromApi::via_grafana(self.http.clone(), &self.base, &ds.uid, &ds.name, self.session.clone(), self.timeout)
+    }
+}
+
+/// A data source as the scan needs it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ds {
+    /// uid.
+    pub uid: String,
+    /// Name.
+    pub name: String,
+    /// Plugin type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Whether it is the default.
+    pub is_default: bool,
+    /// `jsonData.timeInterval` (the scrape interval Grafana assumes), e.g. `15s`.
+    pub time_interval: Option<String>,
+}
+
+fn is_prom(kind: &str) -> bool {
+    kind == "prometheus" || kind.starts_with("victoriametrics")
+}
+
+/// What became of one panel query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PanelStatus {
+    /// Series with data.
+    Data,
+    /// Series, all 0.
+    Zero,
+    /// No series.
+    Empty,
+    /// Its data source reference names nothing on this Grafana.
+    DatasourceMissing,
+    /// A `${DS_...}` input of an exported dashboard that was never replaced.
+    DatasourceUnresolved,
+    /// Not a Prometheus query (skipped).
+    NotPrometheus,
+    /// The query could not run.
+    Error,
+}
+
+/// One panel query's finding.
+#[derive(Clone, Debug, Serialize)]
+pub struct PanelFinding {
+    /// The panel's title.
+    pub panel: String,
+    /// The panel's id.
+    pub panel_id: Option<i64>,
+    /// The target's refId.
+    pub ref_id: String,
+    /// The query as written.
+    pub expr: String,
+    /// The query with variables expanded.
+    pub expanded: String,
+    /// What became of it.
+    pub status: PanelStatus,
+    /// One line.
+    pub detail: String,
+    /// The explainer's verdict, for empty and zero panels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Explanation>,
+}
+
+/// One dashboard's scan.
+#[derive(Clone, Debug, Serialize)]
+pub struct DashboardReport {
+    /// uid.
+    pub uid: String,
+    /// Title.
+    pub title: String,
+    /// Its time range, e.g. `now-15m` to `now`.
+    pub time: (String, String),
+    /// The window the queries ran over.
+    pub window: String,
+    /// Variables and the values used.
+    pub variables: BTreeMap<String, String>,
+    /// Every panel query.
+    pub panels: Vec<PanelFinding>,
+    /// A dashboard-level problem (unreadable, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl DashboardReport {
+    /// Panel queries that show nothing (empty, broken reference, error).
+    pub fn empty_panels(&self) -> impl Iterator<Item = &PanelFinding> {
+        self.panels.iter().filter(|p| !matches!(p.status, PanelStatus::Data | PanelStatus::Zero | PanelStatus::NotPrometheus))
+    }
+}
+
+/// Parses Grafana's relative time (`now-15m`, `now-1h`, `now`) to seconds before now.
+pub fn relative_seconds(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if s == "now" {
+        return Some(0.0);
+    }
+    let rest = s.strip_prefix("now-")?;
+    let rest = rest.split('/').next()?;
+    let (num, unit) = rest.split_at(rest.find(|c: char| !c.is_ascii_digit())?);
+    let n: f64 = num.parse().ok()?;
+    let mult = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        "w" => 7.0 * 86400.0,
+        "M" => 30.0 * 86400.0,
+        "y" => 365.0 * 86400.0,
+        _ => return None,
+    };
+    Some(n * mult)
+}
+
+/// Every panel of a dashboard model: top level, rows' nested panels, very old `rows[]`.
+pub fn all_panels(model: &Value) -> Vec<Value> {
+    fn push(p: &Value, out: &mut Vec<Value>) {
+        if p.get("type").and_then(|t| t.as_str()) == Some("row") {
+            for c in p.get("panels").and_then(|x| x.as_array()).into_iter().flatten() {
+                push(c, out);
+            }
+        } else {
+            out.push(p.clone());
+            // Library or nested panels (some schema versions nest inside a panel).
+            for c in p.get("panels").and_then(|x| x.as_array()).into_iter().flatten() {
+                push(c, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for p in model.get("panels").and_then(|x| x.as_array()).into_iter().flatten() {
+        push(p, &mut out);
+    }
+    for r in model.get("rows").and_then(|x| x.as_array()).into_iter().flatten() {
+        for p in r.get("panels").and_then(|x| x.as_array()).into_iter().flatten() {
+            push(p, &mut out);
+        }
+    }
+    out
+}
+
+fn nice_interval(seconds: f64) -> f64 {
+    const STEPS: [f64; 14] = [1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0];
+    STEPS.iter().copied().find(|s| *s >= seconds).unwrap_or(seconds.ceil())
+}
+
+fn dur(seconds: f64) -> String {
+    let s = seconds.round().max(1.0) as u64;
+    if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Grafana's built-in interval variables for a range and a scrape interval.
+pub fn builtins(range_s: f64, scrape_s: f64) -> BTreeMap<String, String> {
+    let interval = nice_interval((range_s / 1000.0).max(scrape_s));
+    let rate = (interval + scrape_s).max(4.0 * scrape_s);
+    let mut m = BTreeMap::new();
+    m.insert("__interval".into(), dur(interval));
+    m.insert("__interval_ms".into(), format!("{}", (interval * 1000.0) as u64));
+    m.insert("__rate_interval".into(), dur(rate));
+    m.insert("__range".into(), dur(range_s));
+    m.insert("__range_s".into(), format!("{}", range_s as u64));
+    m.insert("__range_ms".into(), format!("{}", (range_s * 1000.0) as u64));
+    m
+}
+
+/// Replaces `$var`, `${var}`, `${var:fmt}` and `[[var]]` with their values.
+pub fn expand(expr: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(expr.len());
+    let chars: Vec<char> = expr.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '$' && i + 1 < chars.len() && chars[i + 1] == '{' {
+            if let Some(end) = chars[i + 2..].iter().position(|c| *c == '}') {
+                let inner: String = chars[i + 2..i + 2 + end].iter().collect();
+                let name = inner.split(':').next().unwrap_or("");
+                if let Some(v) = vars.get(name) {
+                    out.push_str(v);
+                    i += end + 3;
+                    continue;
+                }
+            }
+        } else if c == '$' {
+            let name: String = chars[i + 1..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_').collect();
+            if !name.is_empty()
+                && let Some(v) = vars.get(&name)
+            {
+                out.push_str(v);
+                i += 1 + name.chars().count();
+                continue;
+            }
+        } else if c == '[' && i + 1 < chars.len() && chars[i + 1] == '[' {
+            if let Some(end) = chars[i + 2..].windows(2).position(|w| w == [']', ']']) {
+                let name: String = chars[i + 2..i + 2 + end].iter().collect();
+                if let Some(v) = vars.get(name.split(':').next().unwrap_or("")) {
+                    out.push_str(v);
+                    i += end + 4;
+                    continue;
+                }
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+fn regex_escape_join(values: &[String]) -> String {
+    if values.len() == 1 {
+        return values[0].clone();
+    }
+    let esc: Vec<String> = values.iter().map(|v| regex::escape(v)).collect();
+    format!("({})", esc.join("|"))
+}
+
+fn value_strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+        Value::Number(n) => vec![n.to_string()],
+        _ => vec![],
+    }
+}
+
+/// Parses `label_values(metric{...}, label)` or `label_values(label)`.
+pub fn parse_label_values(q: &str) -> Option<(Option<String>, String)> {
+    let inner = q.trim().strip_prefix("label_values(")?.strip_suffix(')')?;
+    match inner.rfind(',') {
+        Some(i) if !inner[i..].contains('}') => Some((Some(inner[..i].trim().to_string()), inner[i + 1..].trim().to_string())),
+        _ => Some((None, inner.trim().to_string())),
+    }
+}
+
+struct Resolved {
+    vars: BTreeMap<String, String>,
+    shown: BTreeMap<String, String>,
+    ds_vars: BTreeMap<String, String>,
+}
+
+async fn resolve_variables(model: &Value, prom: Option<&PromApi>, range_s: f64, scrape_s: f64, datasources: &[Ds]) -> Resolved {
+    let mut vars = builtins(range_s, scrape_s);
+    let mut shown = BTreeMap::new();
+    let mut ds_vars = BTreeMap::new();
+    let list = model.pointer("/templating/list").and_then(|l| l.as_array()).cloned().unwrap_or_default();
+    for v in list {
+        let Some(name) = v.get("name").and_then(|n| n.as_str()).map(str::to_string) else { continue };
+        let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or("");
+        let current = v.pointer("/current/value").map(value_strings).unwrap_or_default();
+        let options: Vec<String> = v
+            .get("options")
+            .and_then(|o| o.as_array())
+            .map(|a| a.iter().filter_map(|o| o.get("value")).flat_map(value_strings).filter(|x| x != "$__all").collect())
+            .unwrap_or_default();
+        let is_all = current.iter().any(|c| c == "$__all");
+        let value: String = match kind {
+            "datasource" => {
+                let want = v.get("query").and_then(|q| q.as_str()).unwrap_or("prometheus");
+                let chosen = current
+                    .first()
+                    .filter(|c| !c.is_empty() && !c.starts_with('$'))
+                    .cloned()
+                    .or_else(|| datasources.iter().find(|d| d.kind == want && d.is_default).or_else(|| datasources.iter().find(|d| d.kind == want)).map(|d| d.uid.clone()))
+                    .unwrap_or_default();
+                ds_vars.insert(name.clone(), chosen.clone());
+                chosen
+            }
+            "constant" | "textbox" => current.first().cloned().or_else(|| v.get("query").and_then(|q| q.as_str()).map(str::to_string)).unwrap_or_default(),
+            "custom" | "interval" => {
+                if is_all {
+                    v.get("allValue").and_then(|a| a.as_str()).filter(|a| !a.is_empty()).map(str::to_string).unwrap_or_else(|| regex_escape_join(&options))
+                } else if !current.is_empty() && !current[0].is_empty() {
+                    regex_escape_join(&current)
+                } else {
+                    options.first().cloned().unwrap_or_default()
+                }
+            }
+            "query" => {
+                let q = match v.get("query") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Object(o)) => o.get("query").and_then(|q| q.as_str()).unwrap_or("").to_string(),
+                    _ => String::new(),
+                };
+                let q = expand(&q, &vars);
+                let live: Vec<String> = match (prom, parse_label_values(&q)) {
+                    (Some(p), Some((matcher, label))) => {
+                        let end = now();
+                        p.label_values(&label, matcher.as_deref(), end - range_s.max(3600.0), end).await.unwrap_or_default()
+                    }
+                    _ => vec![],
+                };
+                if is_all || (v.get("includeAll").and_then(|x| x.as_bool()).unwrap_or(false) && current.is_empty()) {
+                    v.get("allValue").and_then(|a| a.as_str()).filter(|a| !a.is_empty()).map(str::to_string).unwrap_or_else(|| {
+                        if live.is_empty() { ".*".into() } else { regex_escape_join(&live) }
+                    })
+                } else if let Some(c) = current.first().filter(|c| !c.is_empty() && live.contains(c)) {
+                    let _ = c;
+                    regex_escape_join(&current)
+                } else {
+                    // Grafana falls back to the first value the query returns.
+                    live.first().cloned().unwrap_or_else(|| current.first().cloned().unwrap_or_default())
+                }
+            }
+            _ => current.first().cloned().unwrap_or_default(),
+        };
+        shown.insert(name.clone(), value.clone());
+        vars.insert(name, value);
+    }
+    Resolved { vars, shown, ds_vars }
+}
+
+enum DsRef {
+    Use(Ds),
+    Missing(String),
+    Unresolved(String),
+    Other(String),
+}
+
+fn resolve_ds(r: Option<&Value>, datasources: &[Ds], res: &Resolved) -> DsRef {
+    let default = || datasources.iter().find(|d| d.is_default).or_else(|| datasources.first()).cloned();
+    let by = |key: &str| datasources.iter().find(|d| d.uid == key || d.name == key).cloned();
+    let var_of = |s: &str| -> Option<String> {
+        let n = s.trim_start_matches("${").trim_start_matches('$').trim_end_matches('}');
+        let n = n.split(':').next().unwrap_or(n);
+        if res.ds_vars.contains_key(n) { res.ds_vars.get(n).cloned() } else { None }
+    };
+    let key: Option<String> = match r {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Object(o)) => {
+            if let Some(t) = o.get("type").and_then(|t| t.as_str())
+                && !is_prom(t)
+                && t != "datasource"
+            {
+                return DsRef::Other(t.to_string());
+            }
+            o.get("uid").and_then(|u| u.as_str()).map(str::to_string)
+        }
+        _ => None,
+    };
+    let Some(key) = key else {
+        return match default() {
+            Some(d) => DsRef::Use(d),
+            None => DsRef::Missing("the default data source".into()),
+        };
+    };
+    if key == "-- Grafana --" || key == "grafana" || key == "-- Dashboard --" {
+        return DsRef::Other("grafana".into());
+    }
+    if key.starts_with('$') {
+        return match var_of(&key) {
+            Some(v) => by(&v).map(DsRef::Use).unwrap_or(DsRef::Missing(v)),
+            None => DsRef::Unresolved(key),
+        };
+    }
+    match by(&key) {
+        Some(d) if is_prom(&d.kind) => DsRef::Use(d),
+        Some(d) => DsRef::Other(d.kind),
+        None => DsRef::Missing(key),
+    }
+}
+
+/// Reads the data sources of a Grafana.
+pub async fn datasources(g: &GrafanaApi) -> Result<Vec<Ds>, String> {
+    let list = g.get("/api/datasources").await?;
+    Ok(list
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| Ds {
+                    uid: d.get("uid").and_then(|x| x.as_str()).unwrap_or("").into(),
+                    name: d.get("name").and_then(|x| x.as_str()).unwrap_or("").into(),
+                    kind: d.get("type").and_then(|x| x.as_str()).unwrap_or("").into(),
+                    is_default: d.get("isDefault").and_then(|x| x.as_bool()).unwrap_or(false),
+                    time_interval: d.pointer("/jsonData/timeInterval").and_then(|x| x.as_str()).map(str::to_string),
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The uids of every dashboard.
+pub async fn dashboard_uids(g: &GrafanaApi) -> Result<Vec<String>, String> {
+    let hits = g.get("/api/search?type=dash-db&limit=5000").await?;
+    Ok(hits
+        .as_array()
+        .map(|a| a.iter().filter_map(|h| h.get("uid").and_then(|u| u.as_str()).map(str::to_string)).collect())
+        .unwrap_or_default())
+}
+
+/// Scans one dashboard.
+pub async fn scan(g: &GrafanaApi, uid: &str, datasources: &[Ds], lookback: Duration) -> DashboardReport {
+    let mut report = DashboardReport {
+        uid: uid.to_string(),
+        title: uid.to_string(),
+        time: ("now-6h".into(), "now".into()),
+        window: String::new(),
+        variables: BTreeMap::new(),
+        panels: vec![],
+        problem: None,
+    };
+    let doc = match g.get(&format!("/api/dashboards/uid/{uid}")).await {
+        Ok(d) => d,
+        Err(e) => {
+            report.problem = Some(e);
+            return report;
+        }
+    };
+    let model = doc.get("dashboard").cloned().unwrap_or(Value::Null);
+    report.title = model.get("title").and_then(|t| t.as_str()).unwrap_or(uid).to_string();
+    let from = model.pointer("/time/from").and_then(|t| t.as_str()).unwrap_or("now-6h").to_string();
+    let to = model.pointer("/time/to").and_then(|t| t.as_str()).unwrap_or("now").to_string();
+    let range_s = match (relative_seconds(&from), relative_seconds(&to)) {
+        (Some(f), Some(t)) if f > t => f - t,
+        _ => 6.0 * 3600.0,
+    };
+    report.time = (from, to);
+    report.window = dur(range_s);
+    let default_ds = datasources.iter().find(|d| d.is_default && is_prom(&d.kind)).or_else(|| datasources.iter().find(|d| is_prom(&d.kind)));
+    let scrape_s = default_ds
+        .and_then(|d| d.time_interval.as_deref())
+        .and_then(|t| humantime::parse_duration(t).ok())
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(15.0);
+    let default_prom = default_ds.map(|d| g.prom(d));
+    let res = resolve_variables(&model, default_prom.as_ref(), range_s, scrape_s, datasources).await;
+    report.variables = res.shown.clone();
+    let opts = ExplainOptions {
+        window: Duration::from_secs_f64(range_s),
+        lookback,
+    };
+    let mut jobs = Vec::new();
+    for p in all_panels(&model) {
+        let title = p.get("title").and_then(|t| t.as_str()).unwrap_or("(untitled)").to_string();
+        let panel_id = p.get("id").and_then(|i| i.as_i64());
+        let panel_ds = p.get("datasource");
+        for t in p.get("targets").and_then(|t| t.as_array()).into_iter().flatten() {
+            if t.get("hide").and_then(|h| h.as_bool()).unwrap_or(false) {
+                continue;
+            }
+            let Some(expr) = t.get("expr").and_then(|e| e.as_str()).filter(|e| !e.trim().is_empty()) else { continue };
+            let ref_id = t.get("refId").and_then(|r| r.as_str()).unwrap_or("A").to_string();
+            let mixed = matches!(panel_ds, Some(Value::String(s)) if s == "-- Mixed --") || panel_ds.and_then(|d| d.get("uid")).and_then(|u| u.as_str()) == Some("-- Mixed --");
+            let ds_ref = if mixed || t.get("datasource").is_some_and(|d| !d.is_null()) { t.get("datasource") } else { panel_ds };
+            let expanded = expand(expr, &res.vars);
+            let finding = |status, detail: String| PanelFinding {
+                panel: title.clone(),
+                panel_id,
+                ref_id: ref_id.clone(),
+                expr: expr.to_string(),
+                expanded: expanded.clone(),
+                status,
+                detail,
+                explanation: None,
+            };
+            match resolve_ds(ds_ref, datasources, &res) {
+                DsRef::Other(kind) => report.panels.push(finding(PanelStatus::NotPrometheus, format!("a {kind} query, not Prometheus"))),
+                DsRef::Unresolved(name) => report.panels.push(finding(
+                    PanelStatus::DatasourceUnresolved,
+                    format!("the data source is {name}, an input of an exported dashboard that was never replaced: re-import it and pick the Prometheus data source, or replace {name} with the data source's uid"),
+                )),
+                DsRef::Missing(key) => report.panels.push(finding(
+                    PanelStatus::DatasourceMissing,
+                    format!("the data source {key:?} does not exist on this Grafana (data sources: {})", datasources.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")),
+                )),
+                DsRef::Use(ds) => {
+                    let api = g.prom(&ds);
+                    let f = finding(PanelStatus::Data, String::new());
+                    jobs.push(async move {
+                        let mut f = f;
+                        match evaluate(&api, &f.expanded, opts.window).await {
+                            Ok((QueryResult::Data, n)) => {
+                                f.detail = format!("{n} series");
+                            }
+                            Ok((r, _)) => {
+                                f.status = if r == QueryResult::Zero { PanelStatus::Zero } else { PanelStatus::Empty };
+                                match explain(&api, &f.expanded, opts).await {
+                                    Ok(ex) => {
+                                        f.detail = ex.root_cause.clone().unwrap_or_else(|| "no data".into());
+                                        f.explanation = Some(ex);
+                                    }
+                                    Err(e) => {
+                                        f.status = PanelStatus::Error;
+                                        f.detail = e.to_string().lines().next().unwrap_or("").to_string();
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                f.status = PanelStatus::Error;
+                                f.detail = e.to_string();
+                            }
+                        }
+                        f
+                    });
+                }
+            }
+        }
+    }
+    // Bounded concurrency: a few queries at once, the rest wait.
+    use futures::StreamExt;
+    let done: Vec<PanelFinding> = futures::stream::iter(jobs).buffered(6).collect().await;
+    report.panels.extend(done);
+    report
+}
