@@ -1,7 +1,10 @@
 //! The practice stack: emulated Grafana and Kubernetes API, emulated pods, and a real
 //! Prometheus (or VictoriaMetrics) scraping them, all on loopback.
 
+pub mod cluster;
 pub mod demo;
 pub mod faults;
+pub mod kube_api;
+pub mod pods;
 pub mod grafana;
 pub mod prom;
