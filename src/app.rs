@@ -82,6 +82,8 @@ pub async fn run_plan(settings: Settings, plan: Plan) -> Report {
 /// Runs a plan in an existing context (its facts stay there for the caller).
 pub async fn run_in(cx: &CheckCtx, plan: Plan) -> Report {
     let settings = cx.settings.clone();
+    // Idempotent: a plan already folded has no `needs_via_grafana` left.
+    let plan = plan.for_settings(settings.prometheus_url.as_deref());
     let clients = cx.clients.clone();
     let cx = cx.clone();
     let options = RunOptions {

@@ -173,49 +173,56 @@ pub struct Found {
     pub func: Option<String>,
     /// Labels aggregations above it group by.
     pub grouping: Vec<String>,
+    /// Every function it is nested in, innermost first.
+    pub funcs: Vec<String>,
 }
 
 /// Every vector selector of an expression, in order.
 pub fn selectors(expr: &Expr) -> Vec<Found> {
     let mut out = Vec::new();
-    walk(expr, None, &[], &mut out);
+    walk(expr, &[], &[], &mut out);
     out
 }
 
-fn walk(e: &Expr, func: Option<&str>, grouping: &[String], out: &mut Vec<Found>) {
+fn walk(e: &Expr, funcs: &[String], grouping: &[String], out: &mut Vec<Found>) {
+    let func = funcs.first().map(String::as_str);
     match e {
         Expr::VectorSelector(vs) => out.push(Found {
             vs: vs.clone(),
             range: None,
             func: func.map(str::to_string),
             grouping: grouping.to_vec(),
+            funcs: funcs.to_vec(),
         }),
         Expr::MatrixSelector(ms) => out.push(Found {
             vs: ms.vs.clone(),
             range: Some(ms.range),
             func: func.map(str::to_string),
             grouping: grouping.to_vec(),
+            funcs: funcs.to_vec(),
         }),
         Expr::Aggregate(a) => {
             let mut g = grouping.to_vec();
             if let Some(promql_parser::parser::LabelModifier::Include(l)) = &a.modifier {
                 g.extend(l.labels.iter().cloned());
             }
-            walk(&a.expr, func, &g, out);
+            walk(&a.expr, funcs, &g, out);
             if let Some(p) = &a.param {
-                walk(p, func, grouping, out);
+                walk(p, funcs, grouping, out);
             }
         }
-        Expr::Unary(u) => walk(&u.expr, func, grouping, out),
+        Expr::Unary(u) => walk(&u.expr, funcs, grouping, out),
         Expr::Binary(b) => {
-            walk(&b.lhs, func, grouping, out);
-            walk(&b.rhs, func, grouping, out);
+            walk(&b.lhs, funcs, grouping, out);
+            walk(&b.rhs, funcs, grouping, out);
         }
-        Expr::Paren(p) => walk(&p.expr, func, grouping, out),
-        Expr::Subquery(s) => walk(&s.expr, func, grouping, out),
+        Expr::Paren(p) => walk(&p.expr, funcs, grouping, out),
+        Expr::Subquery(s) => walk(&s.expr, funcs, grouping, out),
         Expr::Call(c) => {
+            let mut inner = vec![c.func.name.to_string()];
+            inner.extend(funcs.iter().cloned());
             for a in &c.args.args {
-                walk(a, Some(c.func.name), grouping, out);
+                walk(a, &inner, grouping, out);
             }
         }
         _ => {}
@@ -508,6 +515,55 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
                 return Ok(r);
             }
         }
+        // histogram_quantile over something that is not a histogram's buckets.
+        if f.funcs.iter().any(|x| x == "histogram_quantile")
+            && let Some(m) = metric_name(&f.vs)
+            && !m.ends_with("_bucket")
+        {
+            let bucket = format!("{}_bucket", m.trim_end_matches("_count").trim_end_matches("_sum").trim_end_matches("_total"));
+            let exists = cx.names.iter().any(|n| n == &bucket);
+            let mut r = report(
+                Verdict::LabelMissing,
+                format!(
+                    "histogram_quantile needs the le label of {bucket}, but the query reads {m}{}",
+                    if exists { String::new() } else { format!(" and {bucket} does not exist (percentile histograms are off)") }
+                ),
+            );
+            if exists {
+                r.suggestions = vec![bucket.clone()];
+                r.evidence = json!({"label": "le", "replace": m, "bucket_exists": true});
+            } else {
+                r.evidence = json!({"label": "le", "bucket_exists": false});
+                r.remedy = Some("# Spring Boot publishes the buckets only when asked (application.yml):\nmanagement:\n  metrics:\n    distribution:\n      percentiles-histogram:\n        http.server.requests: true".into());
+            }
+            return Ok(r);
+        }
+        // A range function needs two samples inside its range: new series, or a scrape
+        // interval close to the range, leave it empty although the series exist.
+        if let Some(range) = f.range {
+            let rs = secs(range);
+            let enough = cx
+                .api
+                .instant(&format!("count(count_over_time({sel}[{rs}]) >= 2)"), None)
+                .await
+                .ok()
+                .and_then(|v| v.first().map(|s| s.value))
+                .unwrap_or(0.0);
+            if enough <= 0.0 {
+                let mut r = report(
+                    Verdict::WindowTooShort,
+                    format!(
+                        "{count} series of {sel} exist, but none has two samples inside [{rs}], so {} returns nothing (the series are new, or scraped less often than every {})",
+                        f.func.as_deref().unwrap_or("the function"),
+                        secs(range / 2)
+                    ),
+                );
+                r.suggestions = vec![format!("{sel}[$__rate_interval]")];
+                r.evidence = json!({"series": count, "range": rs, "replace": format!("{sel}[{rs}]")});
+                r.remedy = Some("# wait a few scrape intervals, or widen the range: [$__rate_interval] or [5m]".into());
+                return Ok(r);
+            }
+        }
         // Absent vs zero vs present.
         let zero_q = if matches!(f.func.as_deref(), Some("rate" | "irate" | "increase" | "delta" | "idelta" | "deriv")) {
             format!("sum(increase({sel}[{w}]))")
@@ -636,11 +692,25 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
         }
         if !values.iter().any(|v| matches_op(&m.op, &m.value, v)) {
             let near = nearest_values(&m.value, &values);
+            let only_probes = m.name == "uri" && values.iter().all(|v| crate::probes::data::is_probe_uri(v));
             let mut r = report(
                 Verdict::ValueMissing,
-                format!("label {} never had the value {:?} in the last {lb}", m.name, m.value),
+                if only_probes {
+                    format!(
+                        "label uri never had the value {:?} in the last {lb}: the only uri values are Prometheus's own scrapes ({}), so no user request ever reached the service (Micrometer creates a uri series on its first request)",
+                        m.value,
+                        values.join(", ")
+                    )
+                } else {
+                    format!("label {} never had the value {:?} in the last {lb}", m.name, m.value)
+                },
             );
-            r.suggestions = near.iter().take(3).map(|v| matcher_str(&m.name, &m.op, v)).collect();
+            if only_probes {
+                r.remedy = Some("# send traffic (the guide: log in five times, place an order), then look again".into());
+            }
+            if !only_probes {
+                r.suggestions = near.iter().take(3).map(|v| matcher_str(&m.name, &m.op, v)).collect();
+            }
             r.evidence = json!({"existing_values": near.iter().take(20).collect::<Vec<_>>(), "replace": matcher_str(&m.name, &m.op, &m.value)});
             return Ok(r);
         }

@@ -96,6 +96,11 @@ impl Probe for Dashboards {
         if empty.is_empty() {
             return Outcome::pass(format!("{} dashboards, {total} panel queries, all with data", reports.len())).evidence("dashboards", summary);
         }
+        let more = remedies.len().saturating_sub(6);
+        remedies.truncate(6);
+        if more > 0 {
+            remedies.push(format!("# ... and {more} more: msa-doctor explain --all-dashboards"));
+        }
         Outcome::fail(format!("{} of {total} panel queries show no data: {}", empty.len(), empty.join(" | ")))
             .evidence("dashboards", summary)
             .remedy(remedies.join("\n"))
