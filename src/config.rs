@@ -81,6 +81,9 @@ pub fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
+/// The config file's name, which a check folder may also hold (and which is not a check file).
+pub const CONFIG_FILE_NAME: &str = "msa-doctor.toml";
+
 /// The built-in checklist, compiled into the binary.
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("access.toml", include_str!("../checks/access.toml")),
@@ -166,7 +169,8 @@ fn is_valid_id(id: &str) -> bool {
 }
 
 fn parse_source(src: &Source, index: usize) -> Result<Vec<Parsed>, ConfigError> {
-    let raw: RawFile = toml::from_str(&src.text).map_err(|e| ConfigError::at(&src.path, &src.text, &e))?;
+    let raw: RawFile =
+        toml::from_str(&src.text).map_err(|e| ConfigError::at(&src.path, &src.text, &e))?;
     let mut out = Vec::new();
     for table in raw.check {
         let table_line = line_of(&src.text, table.span().start);
@@ -179,7 +183,9 @@ fn parse_source(src: &Source, index: usize) -> Result<Vec<Parsed>, ConfigError> 
                 src,
                 id_line,
                 "id",
-                format!("{id:?} is not <category>.<kebab-name> (lowercase letters, digits and '-', one dot)"),
+                format!(
+                    "{id:?} is not <category>.<kebab-name> (lowercase letters, digits and '-', one dot)"
+                ),
             ));
         }
         let category = match &c.category {
@@ -190,7 +196,10 @@ fn parse_source(src: &Source, index: usize) -> Result<Vec<Parsed>, ConfigError> 
                         src,
                         line(cat.span()),
                         "category",
-                        format!("{:?} is not the prefix of the id {id:?} (expected {expected:?})", cat.get_ref()),
+                        format!(
+                            "{:?} is not the prefix of the id {id:?} (expected {expected:?})",
+                            cat.get_ref()
+                        ),
                     ));
                 }
                 cat.get_ref().clone()
@@ -198,7 +207,12 @@ fn parse_source(src: &Source, index: usize) -> Result<Vec<Parsed>, ConfigError> 
             None => id.split('.').next().unwrap_or_default().to_string(),
         };
         if c.title.get_ref().trim().is_empty() {
-            return Err(invalid(src, line(c.title.span()), "title", "must not be empty"));
+            return Err(invalid(
+                src,
+                line(c.title.span()),
+                "title",
+                "must not be empty",
+            ));
         }
         let severity = match c.severity.as_ref().map(|s| s.get_ref().as_str()) {
             None | Some("fail") => Severity::Fail,
@@ -220,7 +234,11 @@ fn parse_source(src: &Source, index: usize) -> Result<Vec<Parsed>, ConfigError> 
             ),
         };
         let kind = c.kind.get_ref().clone();
-        let args_line = c.args.as_ref().map(|a| line(a.span())).unwrap_or(table_line);
+        let args_line = c
+            .args
+            .as_ref()
+            .map(|a| line(a.span()))
+            .unwrap_or(table_line);
         let args = c.args.map(|a| a.into_inner()).unwrap_or_default();
         let base = match &src.origin {
             Origin::File(p) => p.parent(),
@@ -231,7 +249,10 @@ fn parse_source(src: &Source, index: usize) -> Result<Vec<Parsed>, ConfigError> 
                 src,
                 line(c.kind.span()),
                 "kind",
-                format!("unknown kind {kind:?}; known kinds: {}", probes::KINDS.join(", ")),
+                format!(
+                    "unknown kind {kind:?}; known kinds: {}",
+                    probes::KINDS.join(", ")
+                ),
             ),
             probes::BuildError::Args(m) => invalid(src, args_line, "args", m),
         })?;
@@ -241,7 +262,11 @@ fn parse_source(src: &Source, index: usize) -> Result<Vec<Parsed>, ConfigError> 
                 category,
                 title: c.title.into_inner(),
                 kind,
-                needs: c.needs.as_ref().map(|n| n.get_ref().clone()).unwrap_or_default(),
+                needs: c
+                    .needs
+                    .as_ref()
+                    .map(|n| n.get_ref().clone())
+                    .unwrap_or_default(),
                 needs_via_grafana: c
                     .needs_via_grafana
                     .as_ref()
@@ -257,7 +282,11 @@ fn parse_source(src: &Source, index: usize) -> Result<Vec<Parsed>, ConfigError> 
             },
             source: index,
             id_line,
-            needs_line: c.needs.as_ref().map(|n| line(n.span())).unwrap_or(table_line),
+            needs_line: c
+                .needs
+                .as_ref()
+                .map(|n| line(n.span()))
+                .unwrap_or(table_line),
         });
     }
     Ok(out)
@@ -265,7 +294,8 @@ fn parse_source(src: &Source, index: usize) -> Result<Vec<Parsed>, ConfigError> 
 
 /// Loads the built-in checklist and every `*.toml` in `dirs` (a file's id that equals a
 /// built-in id replaces it), then validates the whole.
-/// A path that is a file is read as one check file.
+/// A path that is a file is read as one check file. In a folder, `msa-doctor.toml` is the
+/// config file that may sit next to the checks it names, not a check file: it is left out.
 pub fn load(dirs: &[PathBuf]) -> Result<Plan, ConfigError> {
     let mut sources = built_in_sources(BUILT_IN);
     for dir in dirs {
@@ -278,7 +308,11 @@ pub fn load(dirs: &[PathBuf]) -> Result<Plan, ConfigError> {
             })?;
             let mut files: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+                .filter(|p| {
+                    p.extension().is_some_and(|x| x == "toml")
+                        && p.file_name().is_some_and(|n| n != CONFIG_FILE_NAME)
+                        && p.is_file()
+                })
                 .collect();
             files.sort();
             files
@@ -383,7 +417,12 @@ fn validate(sources: &[Source]) -> Result<Plan, ConfigError> {
         }
         state[i] = 1;
         path.push(i);
-        for n in parsed[i].spec.needs.iter().chain(&parsed[i].spec.needs_via_grafana) {
+        for n in parsed[i]
+            .spec
+            .needs
+            .iter()
+            .chain(&parsed[i].spec.needs_via_grafana)
+        {
             visit(index[n.as_str()], parsed, index, state, order, path)?;
         }
         path.pop();

@@ -137,7 +137,10 @@ impl Settings {
         put("namespace", &self.namespace);
         put("monitoring_namespace", &self.monitoring_namespace);
         put("topic", &self.topic);
-        put("window", &humantime::format_duration(self.window).to_string());
+        put(
+            "window",
+            &humantime::format_duration(self.window).to_string(),
+        );
         put("services", &self.services.join(","));
         m
     }
@@ -210,7 +213,8 @@ impl FileConfig {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        let mut cfg: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::at(&path, &text, &e))?;
+        let mut cfg: FileConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::at(&path, &text, &e))?;
         // Relative paths in the file are relative to the file.
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let rebase = |p: &mut PathBuf| {
@@ -239,12 +243,27 @@ impl FileConfig {
     fn duration(&self, key: &str, v: &Option<String>) -> Result<Option<Duration>, ConfigError> {
         match v {
             None => Ok(None),
-            Some(s) => parse_duration(s).map(Some).map_err(|message| ConfigError::Invalid {
-                path: self.path.clone(),
-                line: line_of_key(&self.text, key),
-                field: key.to_string(),
-                message,
-            }),
+            Some(s) => parse_duration(s)
+                .map(Some)
+                .map_err(|message| self.invalid(key, message)),
+        }
+    }
+
+    /// An invalid value of `key` in this file, at the line that sets it.
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.clone(),
+            line: line_of_key(&self.text, key),
+            field: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Re-labels a value error as this file's, at the line of `key`.
+    fn blame(&self, key: &str, e: ConfigError) -> ConfigError {
+        match e {
+            ConfigError::Usage(message) => self.invalid(key, message),
+            other => other,
         }
     }
 }
@@ -266,6 +285,8 @@ pub struct Env {
     pub grafana_password: Option<String>,
     /// `GRAFANA_TOKEN`.
     pub grafana_token: Option<String>,
+    /// `NO_COLOR` is set (to anything but the empty string): the environment's `--color never`.
+    pub no_color: bool,
 }
 
 impl Env {
@@ -275,6 +296,7 @@ impl Env {
         Env {
             grafana_password: get("GRAFANA_PASSWORD"),
             grafana_token: get("GRAFANA_TOKEN"),
+            no_color: get("NO_COLOR").is_some(),
         }
     }
 }
@@ -329,19 +351,19 @@ pub fn resolve(
     let d = Settings::defaults();
     let empty = FileConfig::default();
     let f = file.unwrap_or(&empty);
-    let grafana_url = validate_url(
-        args.grafana_url
-            .as_deref()
-            .or(f.grafana_url.as_deref())
-            .unwrap_or(&d.grafana_url),
-        "Grafana URL",
-    )?;
-    let prometheus_url = args
-        .prometheus_url
-        .as_deref()
-        .or(f.prometheus_url.as_deref())
-        .map(|u| validate_url(u, "Prometheus URL"))
-        .transpose()?;
+    // A value from the file that does not hold is named with the file and its line.
+    let grafana_url = match (&args.grafana_url, &f.grafana_url) {
+        (Some(u), _) => validate_url(u, "Grafana URL")?,
+        (None, Some(u)) => validate_url(u, "Grafana URL").map_err(|e| f.blame("grafana-url", e))?,
+        (None, None) => d.grafana_url,
+    };
+    let prometheus_url = match (&args.prometheus_url, &f.prometheus_url) {
+        (Some(u), _) => Some(validate_url(u, "Prometheus URL")?),
+        (None, Some(u)) => {
+            Some(validate_url(u, "Prometheus URL").map_err(|e| f.blame("prometheus-url", e))?)
+        }
+        (None, None) => None,
+    };
 
     // A token (file flag, then GRAFANA_TOKEN, then the config file's token file) wins over a
     // user and password.
@@ -379,18 +401,29 @@ pub fn resolve(
         }
     };
 
+    // Blames the file when the value came from it and no flag overrode it.
+    let blame = |from_flag: bool, key: &str, e: ConfigError| {
+        if from_flag { e } else { f.blame(key, e) }
+    };
     let namespace = args
         .namespace
         .clone()
         .or(f.namespace.clone())
         .unwrap_or(d.namespace);
-    validate_name(&namespace, "namespace")?;
+    validate_name(&namespace, "namespace")
+        .map_err(|e| blame(args.namespace.is_some(), "namespace", e))?;
     let monitoring_namespace = args
         .monitoring_namespace
         .clone()
         .or(f.monitoring_namespace.clone())
         .unwrap_or(d.monitoring_namespace);
-    validate_name(&monitoring_namespace, "monitoring namespace")?;
+    validate_name(&monitoring_namespace, "monitoring namespace").map_err(|e| {
+        blame(
+            args.monitoring_namespace.is_some(),
+            "monitoring-namespace",
+            e,
+        )
+    })?;
     let services: Vec<String> = args
         .services
         .clone()
@@ -400,11 +433,16 @@ pub fn resolve(
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
+    let services_from_flag = args.services.is_some();
     if services.is_empty() {
-        return Err(ConfigError::Usage("--services names no service".into()));
+        return Err(if services_from_flag {
+            ConfigError::Usage("--services names no service".into())
+        } else {
+            f.invalid("services", "names no service")
+        });
     }
     for s in &services {
-        validate_name(s, "service name")?;
+        validate_name(s, "service name").map_err(|e| blame(services_from_flag, "services", e))?;
     }
     let window = match args.window {
         Some(w) => w,
@@ -420,7 +458,11 @@ pub fn resolve(
     };
     let jobs = args.jobs.or(f.jobs).unwrap_or(d.jobs);
     if jobs == 0 {
-        return Err(ConfigError::Usage("--jobs must be at least 1".into()));
+        return Err(if args.jobs.is_some() {
+            ConfigError::Usage("--jobs must be at least 1".into())
+        } else {
+            f.invalid("jobs", "must be at least 1")
+        });
     }
     let r: &ReportArgs = &args.report;
     let mut check_dirs = r.checks.clone();
@@ -440,11 +482,24 @@ pub fn resolve(
         timeout,
         wait,
         jobs,
-        only: if r.only.is_empty() { f.only.clone().unwrap_or_default() } else { r.only.clone() },
-        skip: if r.skip.is_empty() { f.skip.clone().unwrap_or_default() } else { r.skip.clone() },
+        only: if r.only.is_empty() {
+            f.only.clone().unwrap_or_default()
+        } else {
+            r.only.clone()
+        },
+        skip: if r.skip.is_empty() {
+            f.skip.clone().unwrap_or_default()
+        } else {
+            r.skip.clone()
+        },
         check_dirs,
         output: r.output.or(f.output).unwrap_or(d.output),
         strict: r.strict || f.strict.unwrap_or(false),
-        color: r.color.or(f.color).unwrap_or(d.color),
+        // NO_COLOR is the environment's word on --color: it beats the file, not the flag.
+        color: r
+            .color
+            .or(env.no_color.then_some(ColorChoice::Never))
+            .or(f.color)
+            .unwrap_or(d.color),
     })
 }

@@ -58,17 +58,22 @@ impl Exec {
         if a.command.trim().is_empty() {
             return Err(BuildError::Args("command must not be empty".into()));
         }
+        // Absolute paths: the plugin runs in the check file's folder, and a relative program
+        // path would be read against that folder or ours depending on the platform.
+        let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+        let dir = base.map(|b| absolute(b.to_path_buf()));
         let mut command = PathBuf::from(&a.command);
-        if command.is_relative() && a.command.contains('/') {
-            if let Some(b) = base {
-                command = b.join(command);
-            }
+        if command.is_relative()
+            && a.command.contains('/')
+            && let Some(b) = base
+        {
+            command = absolute(b.join(command));
         }
         Ok(Exec {
             command,
             args: a.args,
             env: a.env,
-            dir: base.map(Path::to_path_buf),
+            dir,
         })
     }
 }
@@ -146,7 +151,10 @@ impl Probe for Exec {
             .env("MSA_DOCTOR_MONITORING_NAMESPACE", &s.monitoring_namespace)
             .env("MSA_DOCTOR_SERVICES", s.services.join(","))
             .env("MSA_DOCTOR_TOPIC", &s.topic)
-            .env("MSA_DOCTOR_WINDOW", humantime::format_duration(s.window).to_string())
+            .env(
+                "MSA_DOCTOR_WINDOW",
+                humantime::format_duration(s.window).to_string(),
+            )
             .env("MSA_DOCTOR_TIMEOUT_MS", cx.timeout.as_millis().to_string())
             .env_remove("GRAFANA_PASSWORD")
             .env_remove("GRAFANA_TOKEN");
@@ -160,7 +168,9 @@ impl Probe for Exec {
             Ok(c) => c,
             Err(e) => {
                 return Outcome::error(format!("cannot start plugin {shown}: {e}"))
-                    .remedy(format!("check that {shown} exists and is executable: chmod +x {shown}"))
+                    .remedy(format!(
+                        "check that {shown} exists and is executable: chmod +x {shown}"
+                    ))
                     .evidence("command", &shown);
             }
         };
@@ -168,7 +178,10 @@ impl Probe for Exec {
         let stdout = child.stdout.take().map(|o| tokio::spawn(read_capped(o)));
         let stderr = child.stderr.take().map(|e| tokio::spawn(read_capped(e)));
         // Leave a little of the check's deadline to report what the plugin printed.
-        let budget = cx.timeout.saturating_sub(Duration::from_millis(50)).max(Duration::from_millis(10));
+        let budget = cx
+            .timeout
+            .saturating_sub(Duration::from_millis(50))
+            .max(Duration::from_millis(10));
         let waited = tokio::time::timeout(budget, child.wait()).await;
         let timed_out = waited.is_err();
         // Whether it ended or not, end everything it started; then reap it.
@@ -187,17 +200,33 @@ impl Probe for Exec {
                 None => vec![],
             }
         };
-        let out = String::from_utf8_lossy(&collect(stdout).await).trim().to_string();
-        let err = String::from_utf8_lossy(&collect(stderr).await).trim().to_string();
+        let out = String::from_utf8_lossy(&collect(stdout).await)
+            .trim()
+            .to_string();
+        let err = String::from_utf8_lossy(&collect(stderr).await)
+            .trim()
+            .to_string();
         let printed = |o: Outcome| {
-            let o = if out.is_empty() { o } else { o.evidence("stdout", cut(&out, SHOWN)) };
-            if err.is_empty() { o } else { o.evidence("stderr", cut(&err, SHOWN)) }
+            let o = if out.is_empty() {
+                o
+            } else {
+                o.evidence("stdout", cut(&out, SHOWN))
+            };
+            if err.is_empty() {
+                o
+            } else {
+                o.evidence("stderr", cut(&err, SHOWN))
+            }
         };
         if timed_out {
             return printed(Outcome::error(format!(
                 "plugin {shown} did not finish within {}{}",
                 humantime::format_duration(cx.timeout),
-                if out.is_empty() { String::new() } else { format!("; it printed: {}", cut(&out, SHOWN)) }
+                if out.is_empty() {
+                    String::new()
+                } else {
+                    format!("; it printed: {}", cut(&out, SHOWN))
+                }
             )));
         }
         let code = match waited {
@@ -215,7 +244,11 @@ impl Probe for Exec {
             let said = if !err.is_empty() { &err } else { &out };
             return printed(Outcome::error(format!(
                 "plugin {shown} {what}{}",
-                if said.is_empty() { String::new() } else { format!(": {}", cut(said, SHOWN)) }
+                if said.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", cut(said, SHOWN))
+                }
             )));
         }
         let parsed: PluginResult = match parse_result(&out) {

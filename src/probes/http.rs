@@ -48,11 +48,18 @@ impl Http {
     pub fn from_args(args: &toml::Table) -> Result<Self, BuildError> {
         let a: Args = parse_args(args)?;
         let method = reqwest::Method::from_bytes(a.method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| BuildError::Args(format!("method {:?} is not an HTTP method", a.method)))?;
+            .map_err(|_| {
+                BuildError::Args(format!("method {:?} is not an HTTP method", a.method))
+            })?;
         if !a.url.contains('{') {
             match reqwest::Url::parse(&a.url) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-                _ => return Err(BuildError::Args(format!("url {:?} is not an http(s) URL", a.url))),
+                _ => {
+                    return Err(BuildError::Args(format!(
+                        "url {:?} is not an http(s) URL",
+                        a.url
+                    )));
+                }
             }
         }
         let expect_status = match a.expect_status {
@@ -124,9 +131,13 @@ pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
         "timed out".into()
     } else if lower.contains("connection refused") {
         "connection refused".into()
-    } else if lower.contains("dns error") || lower.contains("failed to lookup") || lower.contains("name or service not known") {
+    } else if lower.contains("dns error")
+        || lower.contains("failed to lookup")
+        || lower.contains("name or service not known")
+    {
         format!("no such host ({chain})")
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
         format!("TLS error ({chain})")
     } else {
         chain
@@ -138,7 +149,11 @@ impl Probe for Http {
     async fn run(&self, cx: &CheckCtx) -> Outcome {
         let vars = serde_json::Value::Object(cx.settings.template_vars());
         let url = fill_template(&self.url, &vars);
-        let mut req = cx.clients.http.request(self.method.clone(), &url).timeout(cx.timeout);
+        let mut req = cx
+            .clients
+            .http
+            .request(self.method.clone(), &url)
+            .timeout(cx.timeout);
         for (k, v) in &self.headers {
             req = req.header(k, fill_template(v, &vars));
         }
@@ -156,7 +171,8 @@ impl Probe for Http {
                 } else {
                     describe_reqwest_error(&e)
                 };
-                return Outcome::fail(format!("{} {url}: {why}", self.method)).evidence("url", &url);
+                return Outcome::fail(format!("{} {url}: {why}", self.method))
+                    .evidence("url", &url);
             }
         };
         let status = resp.status().as_u16();
@@ -179,15 +195,21 @@ impl Probe for Http {
         if !self.expect_status.contains(&status) {
             return base(Outcome::fail(format!(
                 "{url} answered HTTP {status}, expected {}",
-                self.expect_status.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" or ")
+                self.expect_status
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             )))
             .evidence("body", cut(text.trim(), 500));
         }
         if let Some(needle) = &self.body_contains
             && !text.contains(needle.as_str())
         {
-            return base(Outcome::fail(format!("{url}: the body does not contain {needle:?}")))
-                .evidence("body", cut(text.trim(), 500));
+            return base(Outcome::fail(format!(
+                "{url}: the body does not contain {needle:?}"
+            )))
+            .evidence("body", cut(text.trim(), 500));
         }
         if let Some(pointer) = &self.json_pointer {
             let json: serde_json::Value = match serde_json::from_slice(&body) {
@@ -196,7 +218,7 @@ impl Probe for Http {
                     return base(Outcome::fail(format!(
                         "{url}: the body is not JSON ({content_type}; {e})"
                     )))
-                        .evidence("body", cut(text.trim(), 500));
+                    .evidence("body", cut(text.trim(), 500));
                 }
             };
             let found = json.pointer(pointer);
