@@ -239,6 +239,7 @@ fn exit_2_on_a_broken_check_file_naming_file_and_line() {
         "broken_check_file_stderr",
         o.stderr
             .replace(&sb.checks().display().to_string(), "<checks>")
+            .replace(&msa_doctor::probes::KINDS.join(", "), "<known kinds>")
     );
 }
 
