@@ -192,7 +192,8 @@ fn list(args: ListArgs) -> Result<i32, ConfigError> {
         ..Default::default()
     };
     let settings = settings::resolve(&check_args, &Env::default(), file.as_ref())?;
-    let plan = config::load(&settings.check_dirs)?;
+    // The needs as `check` would run them (through Grafana unless the file names Prometheus).
+    let plan = config::load(&settings.check_dirs)?.for_settings(settings.prometheus_url.as_deref());
     let text = match args.output.unwrap_or(Format::Human) {
         Format::Json => {
             let items: Vec<serde_json::Value> = plan
@@ -233,6 +234,9 @@ fn list(args: ListArgs) -> Result<i32, ConfigError> {
             s
         }
     };
-    print!("{text}");
+    // Not `print!`: it panics when stdout is a closed pipe (`msa-doctor list | head -1`).
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
     Ok(exit_code::OK)
 }
