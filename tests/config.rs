@@ -844,3 +844,33 @@ fn relative_folders_in_the_config_file_resolve_against_its_folder() {
     );
     assert_eq!(password(&s), ("hunter2".into(), false));
 }
+
+#[test]
+fn a_file_replaces_a_real_built_in_check() {
+    // `access.grafana` is a contract id, so the built-in checklist has it.
+    let mine = r#"
+[[check]]
+id = "access.grafana"
+title = "my own Grafana reachability"
+kind = "tcp"
+args = { address = "{grafana_host}" }
+"#;
+    let built_in = config::load_texts(&[]).unwrap();
+    let before = built_in
+        .checks
+        .iter()
+        .find(|c| c.id == "access.grafana")
+        .expect("the built-in checklist defines access.grafana");
+    assert!(matches!(before.origin, Origin::BuiltIn(_)));
+    let plan = config::load_texts(&[("mine.toml", mine)]).unwrap();
+    let ids = |p: &Plan| p.checks.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&plan), ids(&built_in), "same checks, same order");
+    let replaced = plan
+        .checks
+        .iter()
+        .find(|c| c.id == "access.grafana")
+        .unwrap();
+    assert_eq!(replaced.origin, Origin::File(PathBuf::from("mine.toml")));
+    assert_eq!(replaced.title, "my own Grafana reachability");
+    assert_eq!(replaced.kind, "tcp");
+}

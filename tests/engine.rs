@@ -662,3 +662,52 @@ async fn facts_flow_from_a_check_to_the_checks_that_need_it() {
     .await;
     assert_eq!(r.get("t.read").message, "uid prom-1");
 }
+
+#[tokio::test(start_paused = true)]
+async fn what_reporters_are_told_snapshot() {
+    let mut slow = spec("t.slow", &[], sleeps(secs(3600), Outcome::pass("never")));
+    slow.timeout = Some(secs(2));
+    let mut soft = spec(
+        "t.soft",
+        &[],
+        sleeps(secs(1), Outcome::fail("old password")),
+    );
+    soft.severity = Severity::Warn;
+    soft.remedy = Some("change the password of {user} in {namespace}".into());
+    let mut vars = serde_json::Map::new();
+    vars.insert("namespace".into(), "metacoding".into());
+    vars.insert("user".into(), "admin".into());
+    let r = run(
+        vec![
+            spec("net.reach", &[], sleeps(secs(1), Outcome::pass("reached"))),
+            slow,
+            spec("t.after-slow", &["t.slow"], returns(Outcome::pass("never"))),
+            spec(
+                "t.boom",
+                &["net.reach"],
+                probe(|_| async { panic!("index out of bounds") }),
+            ),
+            soft,
+            spec("t.after-soft", &["t.soft"], returns(Outcome::pass("ran"))),
+            spec("other.filtered", &[], returns(Outcome::pass("never"))),
+        ],
+        RunOptions {
+            selection: Selection {
+                only: vec!["t".into()],
+                skip: vec![],
+            },
+            template_vars: vars,
+            ..RunOptions::default()
+        },
+    )
+    .await;
+    let mut lines = r.events.clone();
+    lines.push(String::new());
+    for c in &r.results {
+        lines.push(format!(
+            "{} {} {:?} {:?} remedy={:?} attempts={}",
+            c.id, c.status, c.duration, c.message, c.remedy, c.attempts
+        ));
+    }
+    insta::assert_snapshot!(lines.join("\n"));
+}
