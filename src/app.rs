@@ -47,7 +47,11 @@ pub fn prepare(args: &CheckArgs) -> Result<(Settings, Plan), ConfigError> {
     let settings = settings::resolve(args, &Env::from_process(), file.as_ref())?;
     let plan = config::load(&settings.check_dirs)?.for_settings(settings.prometheus_url.as_deref());
     for key in settings.only.iter().chain(&settings.skip) {
-        if !plan.checks.iter().any(|c| &c.id == key || &c.category == key) {
+        if !plan
+            .checks
+            .iter()
+            .any(|c| &c.id == key || &c.category == key)
+        {
             return Err(ConfigError::Usage(format!(
                 "--only/--skip {key:?} names no check id or category (see `msa-doctor list`)"
             )));
@@ -117,7 +121,11 @@ pub async fn run_in(cx: &CheckCtx, plan: Plan) -> Report {
             let mut err = std::io::stderr().lock();
             if terminal {
                 let spinner = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
-                let _ = write!(err, "\r\x1b[2K{} {line}", spinner[attempt as usize % spinner.len()]);
+                let _ = write!(
+                    err,
+                    "\r\x1b[2K{} {line}",
+                    spinner[attempt as usize % spinner.len()]
+                );
             } else {
                 let _ = writeln!(err, "{line}");
             }
@@ -150,7 +158,8 @@ pub fn use_color(choice: ColorChoice) -> bool {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
         ColorChoice::Auto => {
-            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stdout().is_terminal()
         }
     }
 }
@@ -167,7 +176,9 @@ fn unicode_ok() -> bool {
         }
         None => true,
     };
-    utf8 && std::env::var("TERM").map(|t| t != "dumb" && t != "linux").unwrap_or(true)
+    utf8 && std::env::var("TERM")
+        .map(|t| t != "dumb" && t != "linux")
+        .unwrap_or(true)
 }
 
 /// Prints a report to stdout in the chosen format.
@@ -218,7 +229,13 @@ fn list(args: ListArgs) -> Result<i32, ConfigError> {
             s
         }
         _ => {
-            let w_id = plan.checks.iter().map(|c| c.id.len()).max().unwrap_or(2).max(2);
+            let w_id = plan
+                .checks
+                .iter()
+                .map(|c| c.id.len())
+                .max()
+                .unwrap_or(2)
+                .max(2);
             let w_needs = plan
                 .checks
                 .iter()
@@ -226,10 +243,20 @@ fn list(args: ListArgs) -> Result<i32, ConfigError> {
                 .max()
                 .unwrap_or(5)
                 .max(5);
-            let mut s = format!("{:<w_id$}  {:<w_needs$}  {:<40}  ORIGIN\n", "ID", "NEEDS", "TITLE");
+            let mut s = format!(
+                "{:<w_id$}  {:<w_needs$}  {:<40}  ORIGIN\n",
+                "ID", "NEEDS", "TITLE"
+            );
             for c in &plan.checks {
-                let needs = if c.needs.is_empty() { "-".to_string() } else { c.needs.join(",") };
-                s.push_str(&format!("{:<w_id$}  {:<w_needs$}  {:<40}  {}\n", c.id, needs, c.title, c.origin));
+                let needs = if c.needs.is_empty() {
+                    "-".to_string()
+                } else {
+                    c.needs.join(",")
+                };
+                s.push_str(&format!(
+                    "{:<w_id$}  {:<w_needs$}  {:<40}  {}\n",
+                    c.id, needs, c.title, c.origin
+                ));
             }
             s
         }

@@ -7,7 +7,12 @@ use std::time::Duration;
 
 /// Tells why a Grafana panel says "No data", and what to type to fix it.
 #[derive(Debug, Parser)]
-#[command(name = "msa-doctor", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "msa-doctor",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// What to do; `check` when omitted.
     #[command(subcommand)]

@@ -13,19 +13,28 @@ fn main() {
     let cli = match msa_doctor::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { msa_doctor::exit_code::USAGE } else { 0 };
+            let code = if e.use_stderr() {
+                msa_doctor::exit_code::USAGE
+            } else {
+                0
+            };
             let _ = e.print();
             std::process::exit(code);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("msa-doctor: cannot start the async runtime: {e}");
             std::process::exit(msa_doctor::exit_code::ERROR);
         }
     };
-    let code = match std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(msa_doctor::app::main(cli)))) {
+    let code = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+        runtime.block_on(msa_doctor::app::main(cli))
+    })) {
         Ok(code) => code,
         Err(panic) => {
             let what = panic

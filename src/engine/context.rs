@@ -92,7 +92,10 @@ async fn build_kube(
             .map_err(|e| fail(format!("kubeconfig {}: {e}", path.display())))?;
         (cfg, ctx)
     } else {
-        let kc = Kubeconfig::from_env().ok().flatten().or_else(|| Kubeconfig::read().ok());
+        let kc = Kubeconfig::from_env()
+            .ok()
+            .flatten()
+            .or_else(|| Kubeconfig::read().ok());
         let ctx = settings
             .context
             .clone()
@@ -102,7 +105,10 @@ async fn build_kube(
                 .await
                 .map_err(|e| fail(format!("kubeconfig: {e}")))?,
             None => kube::Config::incluster().map_err(|_| {
-                fail("no kubeconfig found (KUBECONFIG, ~/.kube/config) and not running in a cluster".into())
+                fail(
+                    "no kubeconfig found (KUBECONFIG, ~/.kube/config) and not running in a cluster"
+                        .into(),
+                )
             })?,
         };
         (cfg, ctx)

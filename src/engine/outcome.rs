@@ -120,7 +120,11 @@ impl Outcome {
 /// Folds a message onto one line, as the contract wants for `message`.
 pub fn one_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for (i, part) in s.split(['\n', '\r']).filter(|p| !p.trim().is_empty()).enumerate() {
+    for (i, part) in s
+        .split(['\n', '\r'])
+        .filter(|p| !p.trim().is_empty())
+        .enumerate()
+    {
         if i > 0 {
             out.push_str(" / ");
         }
