@@ -314,10 +314,11 @@ pub fn nearest_values(want: &str, have: &[String]) -> Vec<String> {
     let mut scored: Vec<(usize, &String)> = have
         .iter()
         .map(|h| {
-            let d = if want.ends_with(h.as_str()) || h.ends_with(want) || want.starts_with(h.as_str()) || h.starts_with(want) {
-                0
+            let contained = want.ends_with(h.as_str()) || h.ends_with(want) || want.starts_with(h.as_str()) || h.starts_with(want);
+            let d = if contained {
+                want.len().abs_diff(h.len())
             } else {
-                levenshtein(want, h)
+                1000 + levenshtein(want, h)
             };
             (d, h)
         })
@@ -390,12 +391,20 @@ pub async fn evaluate(api: &PromApi, query: &str, window: Duration) -> Result<(Q
     let end = now();
     let start = end - window.as_secs_f64();
     let step = (window.as_secs_f64() / 120.0).max(1.0);
-    let series = api.range(query, start, end, step).await?;
-    let n = series.len();
-    if series.iter().all(|s| s.points.is_empty()) {
+    // The range's last step may fall a little before series younger than one step; Grafana's
+    // refresh would show them, so an instant query at the window's end counts too.
+    let (series, at_end) = tokio::join!(api.range(query, start, end, step), api.instant(query, Some(end)));
+    let series = series?;
+    let mut values: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|(_, v)| *v)).collect();
+    let mut n = series.iter().filter(|s| !s.points.is_empty()).count();
+    if let Ok(now_samples) = at_end {
+        n = n.max(now_samples.len());
+        values.extend(now_samples.iter().map(|s| s.value));
+    }
+    if values.is_empty() {
         return Ok((QueryResult::Empty, 0));
     }
-    if series.iter().flat_map(|s| &s.points).all(|(_, v)| *v == 0.0) {
+    if values.iter().all(|v| *v == 0.0) {
         return Ok((QueryResult::Zero, n));
     }
     Ok((QueryResult::Data, n))
@@ -585,6 +594,38 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
         r.evidence = json!({"series": count});
         // A grouping label the series lack (exported_application).
         for g in &f.grouping {
+            let exported = format!("exported_{g}");
+            let shadowed = cx
+                .api
+                .instant(&format!("count(last_over_time({}[{w}]))", with_label(&sel, &exported, true)), None)
+                .await
+                .ok()
+                .and_then(|v| v.first().map(|s| s.value))
+                .unwrap_or(0.0);
+            if shadowed > 0.0 {
+                let (qa, qt) = (
+                    format!("count by ({exported}) (last_over_time({sel}[{w}]))"),
+                    format!("count by ({g}) (last_over_time({sel}[{w}]))"),
+                );
+                let (apps, targets) = tokio::join!(cx.api.instant(&qa, None), cx.api.instant(&qt, None));
+                let vals = |v: Result<Vec<crate::probes::prom::Sample>, PromError>, k: &str| -> Vec<String> {
+                    v.unwrap_or_default().iter().filter_map(|s| s.metric.get(k).cloned()).collect()
+                };
+                let apps = vals(apps, &exported);
+                let targets = vals(targets, g);
+                let mut r = report(
+                    Verdict::LabelMissing,
+                    format!(
+                        "the series group by {g}, but {g} is the target's label ({}) and the app's own tag moved to {exported} ({}): the target also has a {g} label",
+                        targets.join(", "),
+                        apps.join(", ")
+                    ),
+                );
+                r.suggestions = vec![format!("by ({exported})")];
+                r.evidence = json!({"label": g, "exported": true, "target_values": targets, "app_values": apps});
+                r.remedy = Some(label_remedy(g, true));
+                return Ok(r);
+            }
             let with = cx.api.instant(&format!("count(last_over_time({}[{w}]))", with_label(&sel, g, true)), None).await;
             let labelled = with.ok().and_then(|v| v.first().map(|s| s.value)).unwrap_or(0.0);
             let missing = count as f64 - labelled;
@@ -691,6 +732,28 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
             return Ok(r);
         }
         if !values.iter().any(|v| matches_op(&m.op, &m.value, v)) {
+            let exported = format!("exported_{}", m.name);
+            let exp_values = cx
+                .api
+                .label_values(&exported, Some(&metric), now() - cx.opts.lookback.as_secs_f64(), now())
+                .await
+                .unwrap_or_default();
+            if exp_values.iter().any(|v| matches_op(&m.op, &m.value, v)) {
+                let mut r = report(
+                    Verdict::LabelMissing,
+                    format!(
+                        "{metric} has {}={:?} only as {exported}: the target's own {} label ({}) collided with the app's",
+                        m.name,
+                        m.value,
+                        m.name,
+                        values.join(", ")
+                    ),
+                );
+                r.suggestions = vec![matcher_str(&exported, &m.op, &m.value)];
+                r.evidence = json!({"label": m.name, "target_values": values, "replace": matcher_str(&m.name, &m.op, &m.value)});
+                r.remedy = Some(label_remedy(&m.name, true));
+                return Ok(r);
+            }
             let near = nearest_values(&m.value, &values);
             let only_probes = m.name == "uri" && values.iter().all(|v| crate::probes::data::is_probe_uri(v));
             let mut r = report(

@@ -54,7 +54,13 @@ impl Probe for Traffic {
         let by = "application, exported_application, app, service, pod, kubernetes_pod_name, uri";
         let exist_q = format!("count by ({by}) (last_over_time(http_server_requests_seconds_count[{w}]))");
         let incr_q = format!("sum by ({by}) (increase(http_server_requests_seconds_count[{w}]))");
-        let (exist, incr) = tokio::join!(api.instant(&exist_q, None), api.instant(&incr_q, None));
+        // A series born inside the window was created by a request inside it (Micrometer
+        // starts it at 1), which increase() cannot see.
+        let new_q = format!(
+            "count by ({by}) (last_over_time(http_server_requests_seconds_count[{w}]) unless http_server_requests_seconds_count offset {w})"
+        );
+        let (exist, incr, born) = tokio::join!(api.instant(&exist_q, None), api.instant(&incr_q, None), api.instant(&new_q, None));
+        let born = born.unwrap_or_default();
         let exist = match exist {
             Ok(v) => v,
             Err(e) => return call_failed(cx, &api, "the traffic query", &e),
@@ -71,6 +77,13 @@ impl Probe for Traffic {
                 let uri = s.metric.get("uri").cloned().unwrap_or_default();
                 if !is_probe_uri(&uri) && s.value.is_finite() {
                     *by_uri.entry(uri).or_default() += s.value;
+                }
+            }
+            for s in born.iter().filter(|s| series_of(s, svc)) {
+                let uri = s.metric.get("uri").cloned().unwrap_or_default();
+                if !is_probe_uri(&uri) {
+                    let e = by_uri.entry(uri).or_default();
+                    *e = e.max(1.0);
                 }
             }
             let total: f64 = by_uri.values().sum();

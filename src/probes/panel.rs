@@ -19,6 +19,9 @@ struct Args {
     needs_kafka_exporter: bool,
     /// How far back "ever existed" looks (default 24h).
     lookback: Option<String>,
+    /// Whether only zeros still count as data (a lag of 0 is a healthy backlog).
+    #[serde(default)]
+    zero_ok: bool,
 }
 
 /// A panel's query and how to judge it.
@@ -27,6 +30,7 @@ pub struct PanelQuery {
     expr: String,
     needs_kafka_exporter: bool,
     lookback: Duration,
+    zero_ok: bool,
 }
 
 impl PanelQuery {
@@ -45,6 +49,7 @@ impl PanelQuery {
             expr: a.expr,
             needs_kafka_exporter: a.needs_kafka_exporter,
             lookback,
+            zero_ok: a.zero_ok,
         })
     }
 }
@@ -78,6 +83,7 @@ impl Probe for PanelQuery {
             }
             (QueryResult::Data, Some(c)) => Outcome::fail(format!("{expr} returns data, but {}", c.detail))
                 .remedy(ex.remedy.clone().or_else(|| c.remedy.clone()).unwrap_or_default()),
+            (QueryResult::Zero, None) if self.zero_ok => Outcome::pass(format!("{expr} returns data over the last {window} (all 0)")),
             (QueryResult::Zero, _) => Outcome::warn(format!(
                 "{expr} returns only 0 over the last {window}: {}",
                 ex.root_cause.clone().unwrap_or_else(|| "no traffic".into())
