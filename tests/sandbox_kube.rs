@@ -468,10 +468,7 @@ async fn http_sd_has_the_pod_role_labels() {
         get("__meta_kubernetes_pod_annotation_prometheus_io_path"),
         "/actuator/prometheus"
     );
-    assert_eq!(
-        get("__meta_kubernetes_pod_label_application"),
-        "user-service"
-    );
+    assert_eq!(get("__meta_kubernetes_pod_label_application"), "metacoding");
     assert_eq!(get("__meta_kubernetes_pod_container_port_number"), "8080");
     assert_eq!(get("__meta_kubernetes_pod_container_port_name"), "http");
     assert_eq!(get("__meta_kubernetes_pod_container_port_protocol"), "TCP");
@@ -628,9 +625,11 @@ async fn scrape_endpoints_answer_as_the_faults_say() {
         .expect("order pod")
         .name
         .clone();
-    assert!(text.contains(&format!(
-        r#"container_cpu_usage_seconds_total{{container="order-service",cpu="total","#
-    )));
+    assert!(
+        text.contains(
+            r#"container_cpu_usage_seconds_total{container="order-service",cpu="total","#
+        )
+    );
     assert!(
         text.contains(&format!(
             r#"image="",name="",namespace="metacoding",pod="{order_pod}"}}"#

@@ -353,14 +353,18 @@ impl Store {
     }
 }
 
-/// FNV-1a, for stable names, hashes and ids.
+/// FNV-1a with a splitmix64 finish, for stable names, hashes and ids.
 fn fnv(data: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in data.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    h
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
 }
 
 /// Kubernetes' `rand.SafeEncodeString` alphabet (no vowels, no look-alikes).
@@ -512,8 +516,11 @@ fn workload_defs(opts: &ClusterOptions) -> Vec<WorkloadDef> {
             service_port: 8080,
             deploy_annotations,
             template_annotations: template,
+            // label-collision: a team-wide pod label `application: metacoding`, which the
+            // chart's labelmap turns into a target label that overrides (honor_labels: false)
+            // Micrometer's own `application="<service>"` tag.
             extra_labels: if f.has(Fault::LabelCollision) {
-                pairs(&[("application", name)])
+                pairs(&[("application", "metacoding")])
             } else {
                 Vec::new()
             },

@@ -474,9 +474,13 @@ fn resource(
                 labels: LabelSelector::default(),
                 fields: vec![("metadata.name".into(), name.to_string(), true)],
             };
-            return watch_response(st, kind, filter, query);
+            return watch_response(st, kind, filter, query, wants_table(accept));
         }
         return match st.store.get(kind, namespace.unwrap_or_default(), name) {
+            Some(obj) if wants_table(accept) => json_response(
+                StatusCode::OK,
+                &table(kind, &[obj], st.store.resource_version()),
+            ),
             Some(obj) => json_response(StatusCode::OK, &obj),
             None => {
                 let mut details = json!({"name": name, "kind": kind.plural()});
@@ -502,11 +506,11 @@ fn resource(
         fields: parse_fields(param(query, "fieldSelector").unwrap_or_default()),
     };
     if watching {
-        return watch_response(st, kind, filter, query);
+        return watch_response(st, kind, filter, query, wants_table(accept));
     }
     let (items, rv) = st.store.list(kind, filter.namespace.as_deref());
     let items: Vec<Value> = items.into_iter().filter(|o| filter.matches(o)).collect();
-    if accept.contains("as=Table") {
+    if wants_table(accept) {
         return json_response(StatusCode::OK, &table(kind, &items, rv));
     }
     json_response(
@@ -518,6 +522,45 @@ fn resource(
             "items": items.into_iter().map(as_item).collect::<Vec<_>>()
         }),
     )
+}
+
+/// Whether the client asks for server-side printing (kubectl's human-readable output).
+fn wants_table(accept: &str) -> bool {
+    accept.contains("as=Table")
+}
+
+/// kubectl's `HumanDuration` (the AGE column).
+fn human_age(age: Duration) -> String {
+    let s = age.as_secs();
+    let (m, h, d) = (s / 60, s / 3600, s / 86400);
+    match s {
+        _ if s < 120 => format!("{s}s"),
+        _ if m < 10 => match s % 60 {
+            0 => format!("{m}m"),
+            r => format!("{m}m{r}s"),
+        },
+        _ if m < 180 => format!("{m}m"),
+        _ if h < 8 => match m % 60 {
+            0 => format!("{h}h"),
+            r => format!("{h}h{r}m"),
+        },
+        _ if h < 48 => format!("{h}h"),
+        _ if h < 24 * 8 => match h % 24 {
+            0 => format!("{d}d"),
+            r => format!("{d}d{r}h"),
+        },
+        _ if d < 365 * 2 => format!("{d}d"),
+        _ => format!("{}y", d / 365),
+    }
+}
+
+fn age_of(obj: &Value) -> String {
+    obj["metadata"]["creationTimestamp"]
+        .as_str()
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .map(human_age)
+        .unwrap_or_else(|| "<unknown>".into())
 }
 
 /// kubectl's server-side printing (`Accept: ...;as=Table`): a few columns per kind.
@@ -553,6 +596,7 @@ fn table(kind: ResourceKind, items: &[Value], rv: u64) -> Value {
     for (n, t) in &extra {
         columns.push(col(n, t, ""));
     }
+    columns.push(col("Age", "string", ""));
     let num = |v: &Value| v.as_i64().unwrap_or(0);
     let rows: Vec<Value> = items
         .iter()
@@ -607,6 +651,7 @@ fn table(kind: ResourceKind, items: &[Value], rv: u64) -> Value {
                 ResourceKind::Namespace => cells.push(s["phase"].clone()),
                 ResourceKind::Node => cells.extend([json!("Ready"), s["nodeInfo"]["kubeletVersion"].clone()]),
             }
+            cells.push(json!(age_of(o)));
             let mut meta = o["metadata"].clone();
             if let Some(m) = meta.as_object_mut() {
                 m.remove("managedFields");
@@ -633,6 +678,8 @@ struct WatchCursor {
     shutdown: watch::Receiver<bool>,
     changes: watch::Receiver<u64>,
     pending: VecDeque<Bytes>,
+    /// Events carry one-row Tables (kubectl `get -w`) instead of the objects.
+    table: bool,
     done: bool,
     bookmarks: bool,
     next_bookmark: tokio::time::Instant,
@@ -687,7 +734,12 @@ impl WatchCursor {
                     for e in events {
                         self.since = e.rv;
                         if self.filter.matches(&e.object) {
-                            self.pending.push_back(event_line(e.event_type, &e.object));
+                            let line = if self.table {
+                                event_line(e.event_type, &table(self.kind, &[e.object], e.rv))
+                            } else {
+                                event_line(e.event_type, &e.object)
+                            };
+                            self.pending.push_back(line);
                             sent = true;
                         }
                     }
@@ -734,6 +786,7 @@ fn watch_response(
     kind: ResourceKind,
     filter: Filter,
     query: &[(String, String)],
+    as_table: bool,
 ) -> Response {
     let requested: u64 = param(query, "resourceVersion")
         .and_then(|v| v.parse().ok())
@@ -749,7 +802,12 @@ fn watch_response(
         // "0" or absent: the current state as ADDED events, then the changes.
         let (items, rv) = st.store.list(kind, filter.namespace.as_deref());
         for obj in items.iter().filter(|o| filter.matches(o)) {
-            pending.push_back(event_line("ADDED", obj));
+            let line = if as_table {
+                event_line("ADDED", &table(kind, std::slice::from_ref(obj), rv))
+            } else {
+                event_line("ADDED", obj)
+            };
+            pending.push_back(line);
         }
         rv
     } else {
@@ -764,6 +822,7 @@ fn watch_response(
         shutdown: st.shutdown.clone(),
         changes,
         pending,
+        table: as_table,
         done: false,
         bookmarks: matches!(param(query, "allowWatchBookmarks"), Some("true" | "1")),
         next_bookmark: tokio::time::Instant::now() + BOOKMARK_EVERY,
@@ -941,6 +1000,17 @@ mod tests {
         assert_eq!(param(&q, "watch"), Some("1"));
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        let h = |s| human_age(Duration::from_secs(s));
+        assert_eq!(h(8), "8s");
+        assert_eq!(h(185), "3m5s");
+        assert_eq!(h(1200), "20m");
+        assert_eq!(h(3 * 3600 + 60), "3h1m");
+        assert_eq!(h(26 * 3600), "26h");
+        assert_eq!(h(3 * 86400 + 7200), "3d2h");
     }
 
     #[test]

@@ -167,34 +167,46 @@ fn go_value(v: f64) -> String {
     }
 }
 
-/// Writes Prometheus text exposition.
+/// Writes Prometheus text exposition, families sorted by name as both Micrometer and the Go
+/// client write them.
 #[derive(Default)]
 struct Expo {
-    out: String,
+    families: BTreeMap<String, String>,
+    current: String,
 }
 
 impl Expo {
+    /// Starts (or continues) a family; its samples follow.
     fn family(&mut self, name: &str, help: &str, kind: &str) {
-        let _ = writeln!(self.out, "# HELP {name} {help}");
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+        self.current = name.to_string();
+        let block = self.families.entry(name.to_string()).or_default();
+        if block.is_empty() {
+            let _ = writeln!(block, "# HELP {name} {help}");
+            let _ = writeln!(block, "# TYPE {name} {kind}");
+        }
     }
 
-    /// One sample; label names are sorted as both Micrometer and the Go client do.
+    /// One sample of the current family; label names are sorted.
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: &str) {
         let mut sorted: Vec<&(&str, &str)> = labels.iter().collect();
         sorted.sort_by(|a, b| a.0.cmp(b.0));
-        self.out.push_str(name);
+        let out = self.families.entry(self.current.clone()).or_default();
+        out.push_str(name);
         if !sorted.is_empty() {
-            self.out.push('{');
+            out.push('{');
             for (i, (k, v)) in sorted.iter().enumerate() {
                 if i > 0 {
-                    self.out.push(',');
+                    out.push(',');
                 }
-                let _ = write!(self.out, "{k}=\"{}\"", escape_label(v));
+                let _ = write!(out, "{k}=\"{}\"", escape_label(v));
             }
-            self.out.push('}');
+            out.push('}');
         }
-        let _ = writeln!(self.out, " {value}");
+        let _ = writeln!(out, " {value}");
+    }
+
+    fn finish(self) -> String {
+        self.families.into_values().collect()
     }
 }
 
@@ -461,73 +473,43 @@ impl ServiceApp {
         let mut st = lock(&self.state);
         let uptime = self.started.elapsed().as_secs_f64() + 7.5;
         // process_cpu_usage: the CPU used since the previous scrape, over 2 processors.
-        if let Some((t, c)) = st.last_cpu {
-            let dt = now.saturating_duration_since(t).as_secs_f64();
-            if dt > 0.05 {
-                st.cpu_usage = ((cpu_now - c) / dt / 2.0).clamp(0.0, 1.0);
+        match st.last_cpu {
+            Some((t, c)) => {
+                let dt = now.saturating_duration_since(t).as_secs_f64();
+                if dt > 0.05 {
+                    st.cpu_usage = ((cpu_now - c) / dt / 2.0).clamp(0.0, 1.0);
+                }
             }
-        } else {
-            st.cpu_usage = (self.cpu.idle_rate / 2.0).clamp(0.0, 1.0);
+            None => st.cpu_usage = (self.cpu.idle_rate / 2.0).clamp(0.0, 1.0),
         }
         st.last_cpu = Some((now, cpu_now));
 
-        let app = self.application.as_str();
-        let a = ("application", app);
+        let a = ("application", self.application.as_str());
         let mut e = Expo::default();
-
-        let main = self.main_class.as_str();
-        e.family(
-            "application_ready_time_seconds",
-            "Time taken for the application to be ready to service requests",
-            "gauge",
-        );
-        e.sample(
-            "application_ready_time_seconds",
-            &[a, ("main_application_class", main)],
-            "7.512",
-        );
-        e.family(
-            "application_started_time_seconds",
-            "Time taken to start the application",
-            "gauge",
-        );
-        e.sample(
-            "application_started_time_seconds",
-            &[a, ("main_application_class", main)],
-            "7.431",
-        );
-        e.family("disk_free_bytes", "Usable space for path", "gauge");
-        e.sample(
-            "disk_free_bytes",
-            &[a, ("path", "/app/.")],
-            "4.1873641472E10",
-        );
-        e.family("disk_total_bytes", "Total space for path", "gauge");
-        e.sample(
-            "disk_total_bytes",
-            &[a, ("path", "/app/.")],
-            "8.4277297152E10",
-        );
-        e.family(
-            "executor_active_threads",
-            "The approximate number of threads that are actively executing tasks",
-            "gauge",
-        );
-        e.sample(
-            "executor_active_threads",
-            &[a, ("name", "applicationTaskExecutor")],
-            "0.0",
-        );
-        e.family(
-            "executor_pool_max_threads",
-            "The maximum allowed number of threads in the pool",
-            "gauge",
-        );
-        e.sample(
-            "executor_pool_max_threads",
-            &[a, ("name", "applicationTaskExecutor")],
-            "2.147483647E9",
-        );
+        for (name, help, kind, samples) in STEADY_FAMILIES {
+            e.family(name, help, kind);
+            for (tags, value) in *samples {
+                let mut labels = vec![a];
+                labels.extend_from_slice(tags);
+                e.sample(name, &labels, value);
+            }
+        }
+        let main = [a, ("main_application_class", self.main_class.as_str())];
+        for (name, help, value) in [
+            (
+                "application_ready_time_seconds",
+                "Time taken for the application to be ready to service requests",
+                "7.512",
+            ),
+            (
+                "application_started_time_seconds",
+                "Time taken to start the application",
+                "7.431",
+            ),
+        ] {
+            e.family(name, help, "gauge");
+            e.sample(name, &main, value);
+        }
 
         // The scrape in progress is an active long task, as in the real output.
         let active = [
@@ -552,107 +534,124 @@ impl ServiceApp {
             "0.001497125",
         );
 
-        if !st.http.is_empty() {
-            let mut rows = Vec::new();
-            for (k, t) in st.http.iter_mut() {
-                let max = t.max.poll(now);
-                rows.push((k.clone(), t.count, t.sum, max));
-            }
+        // One timer per (method, uri, status, exception) seen so far.
+        for (k, t) in st.http.iter_mut() {
+            let status = k.status.to_string();
+            let labels = [
+                a,
+                ("error", k.exception.as_str()),
+                ("exception", k.exception.as_str()),
+                ("method", k.method.as_str()),
+                ("outcome", outcome(k.status)),
+                ("status", status.as_str()),
+                ("uri", k.uri.as_str()),
+            ];
+            let help = "Duration of HTTP server request handling";
+            e.family("http_server_requests_seconds", help, "summary");
+            e.sample(
+                "http_server_requests_seconds_count",
+                &labels,
+                &t.count.to_string(),
+            );
+            e.sample(
+                "http_server_requests_seconds_sum",
+                &labels,
+                &java_double(t.sum),
+            );
+            e.family("http_server_requests_seconds_max", help, "gauge");
+            e.sample(
+                "http_server_requests_seconds_max",
+                &labels,
+                &java_double(t.max.poll(now)),
+            );
+        }
+        for (result, t) in &st.kafka_sent {
+            let exception = if *result == "success" {
+                "none"
+            } else {
+                "TimeoutException"
+            };
+            let labels = [
+                a,
+                ("exception", exception),
+                ("name", "kafkaTemplate"),
+                ("result", result),
+            ];
             e.family(
-                "http_server_requests_seconds",
-                "Duration of HTTP server request handling",
+                "spring_kafka_template_seconds",
+                "KafkaTemplate Timer",
                 "summary",
             );
-            for (k, count, sum, _) in &rows {
-                let status = k.status.to_string();
-                let l = [
-                    a,
-                    ("error", k.exception.as_str()),
-                    ("exception", k.exception.as_str()),
-                    ("method", k.method.as_str()),
-                    ("outcome", outcome(k.status)),
-                    ("status", status.as_str()),
-                    ("uri", k.uri.as_str()),
-                ];
-                e.sample("http_server_requests_seconds_count", &l, &count.to_string());
-                e.sample("http_server_requests_seconds_sum", &l, &java_double(*sum));
-            }
-            e.family(
-                "http_server_requests_seconds_max",
-                "Duration of HTTP server request handling",
-                "gauge",
+            e.sample(
+                "spring_kafka_template_seconds_count",
+                &labels,
+                &t.count.to_string(),
             );
-            for (k, _, _, max) in &rows {
-                let status = k.status.to_string();
-                let l = [
-                    a,
-                    ("error", k.exception.as_str()),
-                    ("exception", k.exception.as_str()),
-                    ("method", k.method.as_str()),
-                    ("outcome", outcome(k.status)),
-                    ("status", status.as_str()),
-                    ("uri", k.uri.as_str()),
-                ];
-                e.sample("http_server_requests_seconds_max", &l, &java_double(*max));
-            }
+            e.sample(
+                "spring_kafka_template_seconds_sum",
+                &labels,
+                &java_double(t.sum),
+            );
         }
-
-        e.family("jvm_info", "JVM version info", "gauge");
-        e.sample(
-            "jvm_info",
-            &[
+        if let Some(t) = &st.kafka_received {
+            let container = "org.springframework.kafka.KafkaListenerEndpointContainer#0-0";
+            let labels = [
                 a,
-                ("runtime", "OpenJDK Runtime Environment"),
-                ("vendor", "Eclipse Adoptium"),
-                ("version", "17.0.11+9"),
-            ],
-            "1",
-        );
-        e.family(
-            "jvm_buffer_count_buffers",
-            "An estimate of the number of buffers in the pool",
-            "gauge",
-        );
-        for (id, v) in [("direct", "12.0"), ("mapped", "0.0")] {
-            e.sample("jvm_buffer_count_buffers", &[a, ("id", id)], v);
+                ("exception", "none"),
+                ("name", container),
+                ("result", "success"),
+            ];
+            e.family(
+                "spring_kafka_listener_seconds",
+                "Kafka Listener Timer",
+                "summary",
+            );
+            e.sample(
+                "spring_kafka_listener_seconds_count",
+                &labels,
+                &t.count.to_string(),
+            );
+            e.sample(
+                "spring_kafka_listener_seconds_sum",
+                &labels,
+                &java_double(t.sum),
+            );
         }
-        e.family(
-            "jvm_classes_loaded_classes",
-            "The number of classes that are currently loaded in the Java virtual machine",
-            "gauge",
-        );
-        e.sample("jvm_classes_loaded_classes", &[a], "14823.0");
-        e.family(
-            "jvm_classes_unloaded_classes_total",
-            "The total number of classes unloaded since the Java virtual machine has started execution",
-            "counter",
-        );
-        e.sample("jvm_classes_unloaded_classes_total", &[a], "0.0");
 
         // The heap: Eden fills with allocations and is emptied by each young collection.
         let eden_capacity = 6.7108864e7;
         let allocated = 2.9e7 + uptime * 160_000.0 + st.allocated;
         let young_gcs = (allocated / eden_capacity).floor();
-        let eden = 2_097_152.0 + (allocated % eden_capacity) * 0.96;
-        let old = 2.3906816e7 + young_gcs * 184_320.0;
-        let survivor = 3_151_488.0 + (young_gcs % 3.0) * 262_144.0;
-        let code_cache = 1.4831040e7 + uptime.min(900.0) * 2_600.0;
+        let code_cache = 1.483104e7 + uptime.min(900.0) * 2_600.0;
         let metaspace = 7.4763144e7 + uptime.min(600.0) * 1_100.0;
+        // (area, id, used, committed, max)
         let pools: [(&str, &str, f64, f64, f64); 6] = [
-            ("heap", "G1 Eden Space", eden, 7.5497472e7, -1.0),
+            (
+                "heap",
+                "G1 Eden Space",
+                2_097_152.0 + (allocated % eden_capacity) * 0.96,
+                7.5497472e7,
+                -1.0,
+            ),
             (
                 "heap",
                 "G1 Old Gen",
-                old,
+                2.3906816e7 + young_gcs * 184_320.0,
                 6.1865984e7 + young_gcs * 262_144.0,
                 5.36870912e8,
             ),
-            ("heap", "G1 Survivor Space", survivor, 4_194_304.0, -1.0),
+            (
+                "heap",
+                "G1 Survivor Space",
+                3_151_488.0 + (young_gcs % 3.0) * 262_144.0,
+                4_194_304.0,
+                -1.0,
+            ),
             (
                 "nonheap",
                 "CodeCache",
                 code_cache,
-                1.6318464e7 + uptime.min(900.0) * 2_600.0,
+                code_cache + 1_487_424.0,
                 5.0331648e7,
             ),
             (
@@ -670,111 +669,38 @@ impl ServiceApp {
                 -1.0,
             ),
         ];
-        e.family(
-            "jvm_gc_memory_allocated_bytes_total",
-            "Incremented for an increase in the size of the (young) heap memory pool after one GC to before the next",
-            "counter",
-        );
-        e.sample(
-            "jvm_gc_memory_allocated_bytes_total",
-            &[a],
-            &java_double(young_gcs * eden_capacity),
-        );
-        e.family(
-            "jvm_gc_memory_promoted_bytes_total",
-            "Count of positive increases in the size of the old generation memory pool before GC to after GC",
-            "counter",
-        );
-        e.sample(
-            "jvm_gc_memory_promoted_bytes_total",
-            &[a],
-            &java_double(young_gcs * 184_320.0 + 504.0),
-        );
+        for (name, help, column) in [
+            ("jvm_memory_used_bytes", "The amount of used memory", 0),
+            (
+                "jvm_memory_committed_bytes",
+                "The amount of memory in bytes that is committed for the Java virtual machine to use",
+                1,
+            ),
+            (
+                "jvm_memory_max_bytes",
+                "The maximum amount of memory in bytes that can be used for memory management",
+                2,
+            ),
+        ] {
+            e.family(name, help, "gauge");
+            for (area, id, used, committed, max) in &pools {
+                let v = [used, committed, max][column].round();
+                e.sample(name, &[a, ("area", area), ("id", id)], &java_double(v));
+            }
+        }
         let gc = [
             ("action", "end of minor GC"),
             a,
             ("cause", "G1 Evacuation Pause"),
             ("gc", "G1 Young Generation"),
         ];
-        e.family("jvm_gc_pause_seconds", "Time spent in GC pause", "summary");
         let pauses = young_gcs + 1.0;
+        e.family("jvm_gc_pause_seconds", "Time spent in GC pause", "summary");
         e.sample("jvm_gc_pause_seconds_count", &gc, &format!("{pauses}"));
         e.sample(
             "jvm_gc_pause_seconds_sum",
             &gc,
             &java_double(pauses * 0.0041),
-        );
-        e.family(
-            "jvm_gc_pause_seconds_max",
-            "Time spent in GC pause",
-            "gauge",
-        );
-        e.sample("jvm_gc_pause_seconds_max", &gc, "0.004");
-        e.family(
-            "jvm_memory_committed_bytes",
-            "The amount of memory in bytes that is committed for the Java virtual machine to use",
-            "gauge",
-        );
-        for (area, id, _, committed, _) in &pools {
-            e.sample(
-                "jvm_memory_committed_bytes",
-                &[a, ("area", area), ("id", id)],
-                &java_double(*committed),
-            );
-        }
-        e.family(
-            "jvm_memory_max_bytes",
-            "The maximum amount of memory in bytes that can be used for memory management",
-            "gauge",
-        );
-        for (area, id, _, _, max) in &pools {
-            e.sample(
-                "jvm_memory_max_bytes",
-                &[a, ("area", area), ("id", id)],
-                &java_double(*max),
-            );
-        }
-        e.family(
-            "jvm_memory_used_bytes",
-            "The amount of used memory",
-            "gauge",
-        );
-        for (area, id, used, _, _) in &pools {
-            e.sample(
-                "jvm_memory_used_bytes",
-                &[a, ("area", area), ("id", id)],
-                &java_double(used.round()),
-            );
-        }
-
-        let live = 31.0 + (st.requests % 4) as f64;
-        e.family(
-            "jvm_threads_daemon_threads",
-            "The current number of live daemon threads",
-            "gauge",
-        );
-        e.sample("jvm_threads_daemon_threads", &[a], &java_double(live - 4.0));
-        e.family(
-            "jvm_threads_live_threads",
-            "The current number of live threads including both daemon and non-daemon threads",
-            "gauge",
-        );
-        e.sample("jvm_threads_live_threads", &[a], &java_double(live));
-        e.family(
-            "jvm_threads_peak_threads",
-            "The peak live thread count since the Java virtual machine started or peak was reset",
-            "gauge",
-        );
-        e.sample("jvm_threads_peak_threads", &[a], "35.0");
-        e.family(
-            "jvm_threads_started_threads_total",
-            "The total number of application threads started in the JVM",
-            "counter",
-        );
-        e.sample(
-            "jvm_threads_started_threads_total",
-            &[a],
-            &java_double(38.0 + (st.requests / 40) as f64),
         );
 
         e.family(
@@ -782,8 +708,10 @@ impl ServiceApp {
             "Number of log events that were enabled by the effective log level",
             "counter",
         );
-        let info = java_double(st.log_info as f64);
-        let warn = java_double(st.log_warn as f64);
+        let (info, warn) = (
+            java_double(st.log_info as f64),
+            java_double(st.log_warn as f64),
+        );
         for (level, v) in [
             ("debug", "0.0"),
             ("error", "0.0"),
@@ -794,122 +722,181 @@ impl ServiceApp {
             e.sample("logback_events_total", &[a, ("level", level)], v);
         }
 
-        e.family(
-            "process_cpu_usage",
-            "The \"recent cpu usage\" for the Java Virtual Machine process",
-            "gauge",
-        );
-        e.sample("process_cpu_usage", &[a], &java_double(st.cpu_usage));
-        e.family(
-            "process_files_open_files",
-            "The open file descriptor count",
-            "gauge",
-        );
-        e.sample("process_files_open_files", &[a], "71.0");
-        e.family(
-            "process_start_time_seconds",
-            "Start time of the process since unix epoch.",
-            "gauge",
-        );
-        e.sample(
-            "process_start_time_seconds",
-            &[a],
-            &java_double((self.start_epoch * 1000.0).round() / 1000.0),
-        );
-        e.family(
-            "process_uptime_seconds",
-            "The uptime of the Java virtual machine",
-            "gauge",
-        );
-        e.sample(
-            "process_uptime_seconds",
-            &[a],
-            &java_double((uptime * 1000.0).round() / 1000.0),
-        );
-
-        if !st.kafka_sent.is_empty() {
-            e.family(
-                "spring_kafka_template_seconds",
-                "KafkaTemplate Timer",
-                "summary",
-            );
-            for (result, t) in &st.kafka_sent {
-                let exc = if *result == "success" {
-                    "none"
-                } else {
-                    "TimeoutException"
-                };
-                let l = [
-                    a,
-                    ("exception", exc),
-                    ("name", "kafkaTemplate"),
-                    ("result", result),
-                ];
-                e.sample(
-                    "spring_kafka_template_seconds_count",
-                    &l,
-                    &t.count.to_string(),
-                );
-                e.sample("spring_kafka_template_seconds_sum", &l, &java_double(t.sum));
-            }
+        let live = 31.0 + (st.requests % 4) as f64;
+        let single: [(&str, &str, &str, f64); 10] = [
+            (
+                "jvm_gc_memory_allocated_bytes_total",
+                "Incremented for an increase in the size of the (young) heap memory pool after one GC to before the next",
+                "counter",
+                young_gcs * eden_capacity,
+            ),
+            (
+                "jvm_gc_memory_promoted_bytes_total",
+                "Count of positive increases in the size of the old generation memory pool before GC to after GC",
+                "counter",
+                young_gcs * 184_320.0 + 504.0,
+            ),
+            (
+                "jvm_threads_daemon_threads",
+                "The current number of live daemon threads",
+                "gauge",
+                live - 4.0,
+            ),
+            (
+                "jvm_threads_live_threads",
+                "The current number of live threads including both daemon and non-daemon threads",
+                "gauge",
+                live,
+            ),
+            (
+                "jvm_threads_started_threads_total",
+                "The total number of application threads started in the JVM",
+                "counter",
+                38.0 + (st.requests / 40) as f64,
+            ),
+            (
+                "process_cpu_usage",
+                "The \"recent cpu usage\" for the Java Virtual Machine process",
+                "gauge",
+                st.cpu_usage,
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch.",
+                "gauge",
+                (self.start_epoch * 1000.0).round() / 1000.0,
+            ),
+            (
+                "process_uptime_seconds",
+                "The uptime of the Java virtual machine",
+                "gauge",
+                (uptime * 1000.0).round() / 1000.0,
+            ),
+            (
+                "system_cpu_usage",
+                "The \"recent cpu usage\" of the system the application is running in",
+                "gauge",
+                (st.cpu_usage + 0.06 + (uptime / 7.0).sin() * 0.01).clamp(0.0, 1.0),
+            ),
+            (
+                "system_load_average_1m",
+                "The sum of the number of runnable entities queued to available processors and the number of runnable entities running on the available processors averaged over a period of time",
+                "gauge",
+                0.42 + (uptime / 11.0).sin().abs() * 0.3,
+            ),
+        ];
+        for (name, help, kind, value) in single {
+            e.family(name, help, kind);
+            e.sample(name, &[a], &java_double(value));
         }
-        if let Some(t) = &st.kafka_received {
-            let l = [
-                a,
-                ("exception", "none"),
-                (
-                    "name",
-                    "org.springframework.kafka.KafkaListenerEndpointContainer#0-0",
-                ),
-                ("result", "success"),
-            ];
-            e.family(
-                "spring_kafka_listener_seconds",
-                "Kafka Listener Timer",
-                "summary",
-            );
-            e.sample(
-                "spring_kafka_listener_seconds_count",
-                &l,
-                &t.count.to_string(),
-            );
-            e.sample("spring_kafka_listener_seconds_sum", &l, &java_double(t.sum));
-        }
-
-        e.family(
-            "system_cpu_count",
-            "The number of processors available to the Java virtual machine",
-            "gauge",
-        );
-        e.sample("system_cpu_count", &[a], "2.0");
-        e.family(
-            "system_cpu_usage",
-            "The \"recent cpu usage\" of the system the application is running in",
-            "gauge",
-        );
-        let wobble = (uptime / 7.0).sin() * 0.01;
-        e.sample(
-            "system_cpu_usage",
-            &[a],
-            &java_double((st.cpu_usage + 0.06 + wobble).clamp(0.0, 1.0)),
-        );
-        e.family(
-            "system_load_average_1m",
-            "The sum of the number of runnable entities queued to available processors and the number of runnable entities running on the available processors averaged over a period of time",
-            "gauge",
-        );
-        e.sample(
-            "system_load_average_1m",
-            &[a],
-            &java_double(0.42 + (uptime / 11.0).sin().abs() * 0.3),
-        );
-        e.family("tomcat_sessions_active_current_sessions", " ", "gauge");
-        e.sample("tomcat_sessions_active_current_sessions", &[a], "0.0");
-        e.family("tomcat_sessions_created_sessions_total", " ", "counter");
-        e.sample("tomcat_sessions_created_sessions_total", &[a], "0.0");
-        e.out
+        e.finish()
     }
 }
+
+/// Tags besides `application`, and the value, of each sample of a steady family.
+type SteadySamples = &'static [(&'static [(&'static str, &'static str)], &'static str)];
+
+/// Micrometer families whose values do not move in the emulation: name, help, type, samples.
+const STEADY_FAMILIES: &[(&str, &str, &str, SteadySamples)] = &[
+    (
+        "disk_free_bytes",
+        "Usable space for path",
+        "gauge",
+        &[(&[("path", "/app/.")], "4.1873641472E10")],
+    ),
+    (
+        "disk_total_bytes",
+        "Total space for path",
+        "gauge",
+        &[(&[("path", "/app/.")], "8.4277297152E10")],
+    ),
+    (
+        "executor_active_threads",
+        "The approximate number of threads that are actively executing tasks",
+        "gauge",
+        &[(&[("name", "applicationTaskExecutor")], "0.0")],
+    ),
+    (
+        "executor_pool_max_threads",
+        "The maximum allowed number of threads in the pool",
+        "gauge",
+        &[(&[("name", "applicationTaskExecutor")], "2.147483647E9")],
+    ),
+    (
+        "jvm_buffer_count_buffers",
+        "An estimate of the number of buffers in the pool",
+        "gauge",
+        &[(&[("id", "direct")], "12.0"), (&[("id", "mapped")], "0.0")],
+    ),
+    (
+        "jvm_classes_loaded_classes",
+        "The number of classes that are currently loaded in the Java virtual machine",
+        "gauge",
+        &[(&[], "14823.0")],
+    ),
+    (
+        "jvm_classes_unloaded_classes_total",
+        "The total number of classes unloaded since the Java virtual machine has started execution",
+        "counter",
+        &[(&[], "0.0")],
+    ),
+    (
+        "jvm_gc_pause_seconds_max",
+        "Time spent in GC pause",
+        "gauge",
+        &[(
+            &[
+                ("action", "end of minor GC"),
+                ("cause", "G1 Evacuation Pause"),
+                ("gc", "G1 Young Generation"),
+            ],
+            "0.004",
+        )],
+    ),
+    (
+        "jvm_info",
+        "JVM version info",
+        "gauge",
+        &[(
+            &[
+                ("runtime", "OpenJDK Runtime Environment"),
+                ("vendor", "Eclipse Adoptium"),
+                ("version", "17.0.11+9"),
+            ],
+            "1",
+        )],
+    ),
+    (
+        "jvm_threads_peak_threads",
+        "The peak live thread count since the Java virtual machine started or peak was reset",
+        "gauge",
+        &[(&[], "35.0")],
+    ),
+    (
+        "process_files_open_files",
+        "The open file descriptor count",
+        "gauge",
+        &[(&[], "71.0")],
+    ),
+    (
+        "system_cpu_count",
+        "The number of processors available to the Java virtual machine",
+        "gauge",
+        &[(&[], "2.0")],
+    ),
+    (
+        "tomcat_sessions_active_current_sessions",
+        " ",
+        "gauge",
+        &[(&[], "0.0")],
+    ),
+    (
+        "tomcat_sessions_created_sessions_total",
+        " ",
+        "counter",
+        &[(&[], "0.0")],
+    ),
+];
 
 /// The state of one partition: its oldest and next offsets.
 #[derive(Clone, Debug)]
@@ -955,59 +942,32 @@ pub const ORDER_GROUP: &str = "order-service-group";
 
 impl KafkaState {
     fn new(topic_missing: bool) -> KafkaState {
+        let partitions = |offsets: &[i64]| -> Vec<Partition> {
+            offsets
+                .iter()
+                .map(|&offset| Partition { oldest: 0, offset })
+                .collect()
+        };
+        let internal: Vec<i64> = (0..50).map(|p| [0, 0, 3, 0, 12, 0, 0, 7][p % 8]).collect();
         let mut topics = BTreeMap::new();
-        let offsets: Vec<Partition> = (0..50)
-            .map(|p| Partition {
-                oldest: 0,
-                offset: [0, 0, 3, 0, 12, 0, 0, 7][p % 8],
-            })
-            .collect();
-        topics.insert("__consumer_offsets".to_string(), offsets);
-        let mut groups = BTreeMap::new();
+        topics.insert("__consumer_offsets".to_string(), partitions(&internal));
         if !topic_missing {
-            let p = vec![(0, 1287), (0, 1301), (0, 1295)];
-            topics.insert(
-                ORDER_TOPIC.to_string(),
-                p.iter()
-                    .map(|&(o, n)| Partition {
-                        oldest: o,
-                        offset: n,
-                    })
-                    .collect(),
-            );
+            topics.insert(ORDER_TOPIC.to_string(), partitions(&[1287, 1301, 1295]));
         }
-        topics.insert(
-            DELIVERY_TOPIC.to_string(),
-            vec![(0, 1240), (0, 1262), (0, 1251)]
+        topics.insert(DELIVERY_TOPIC.to_string(), partitions(&[1240, 1262, 1251]));
+        // Each group starts caught up on the topic it reads (if that topic exists).
+        let group = |topic: &str| Group {
+            members: 1,
+            offsets: topics
+                .get(topic)
+                .map(|t| (topic.to_string(), t.iter().map(|p| p.offset).collect()))
                 .into_iter()
-                .map(|(o, n)| Partition {
-                    oldest: o,
-                    offset: n,
-                })
                 .collect(),
-        );
-        let mut delivery = Group {
-            members: 1,
-            offsets: BTreeMap::new(),
         };
-        if let Some(t) = topics.get(ORDER_TOPIC) {
-            delivery.offsets.insert(
-                ORDER_TOPIC.to_string(),
-                t.iter().map(|p| p.offset).collect(),
-            );
-        }
-        groups.insert(DELIVERY_GROUP.to_string(), delivery);
-        let mut order = Group {
-            members: 1,
-            offsets: BTreeMap::new(),
-        };
-        if let Some(t) = topics.get(DELIVERY_TOPIC) {
-            order.offsets.insert(
-                DELIVERY_TOPIC.to_string(),
-                t.iter().map(|p| p.offset).collect(),
-            );
-        }
-        groups.insert(ORDER_GROUP.to_string(), order);
+        let groups = BTreeMap::from([
+            (DELIVERY_GROUP.to_string(), group(ORDER_TOPIC)),
+            (ORDER_GROUP.to_string(), group(DELIVERY_TOPIC)),
+        ]);
         KafkaState {
             topics,
             groups,
@@ -1237,7 +1197,7 @@ impl KafkaState {
             ],
             "1",
         );
-        e.out
+        e.finish()
     }
 }
 
@@ -1361,16 +1321,15 @@ impl Workloads {
         let mut reachable = BTreeSet::new();
         let mut pods = Vec::new();
         for plan in plans {
+            // The first container is the workload; sidecars idle along.
             let containers: Vec<Arc<CpuMeter>> = plan
                 .containers
                 .iter()
-                .map(|_| {
-                    let initial = if plan.role == PodRole::SpringBoot {
-                        14.2
-                    } else {
-                        1.3
-                    };
-                    Arc::new(CpuMeter::new(plan.idle_cpu, initial))
+                .enumerate()
+                .map(|(i, _)| match (i, plan.role) {
+                    (0, PodRole::SpringBoot) => Arc::new(CpuMeter::new(plan.idle_cpu, 14.2)),
+                    (0, _) => Arc::new(CpuMeter::new(plan.idle_cpu, 1.3)),
+                    _ => Arc::new(CpuMeter::new(0.000_5, 0.2)),
                 })
                 .collect();
             if plan.role == PodRole::SpringBoot
@@ -1550,7 +1509,7 @@ impl Workloads {
                     ("pod".to_string(), p.name.clone()),
                 ]
             };
-            for (c, m) in p.containers.iter().zip(&pm.containers) {
+            for (i, (c, m)) in p.containers.iter().zip(&pm.containers).enumerate() {
                 let secs = m.seconds();
                 pod_total += secs;
                 let l = labels(
@@ -1560,10 +1519,11 @@ impl Workloads {
                     &c.container_id,
                 );
                 cpu_rows.push((l.clone(), secs));
-                let mem = match p.role {
-                    PodRole::SpringBoot => 3.1e8 + (secs * 1.7e5) % 4.0e7,
-                    PodRole::KafkaExporter => 1.8e7,
-                    PodRole::Passive => 2.6e8,
+                let mem = match (i, p.role) {
+                    (0, PodRole::SpringBoot) => 3.1e8 + (secs * 1.7e5) % 4.0e7,
+                    (0, PodRole::KafkaExporter) => 1.8e7,
+                    (0, PodRole::Passive) => 2.6e8,
+                    _ => 4.2e7,
                 };
                 pod_mem += mem;
                 mem_rows.push((without_cpu(l), mem.round()));
@@ -1616,7 +1576,7 @@ impl Workloads {
             let refs: Vec<(&str, &str)> = l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             e.sample("container_memory_working_set_bytes", &refs, &go_value(*v));
         }
-        e.out
+        e.finish()
     }
 }
 
