@@ -1,9 +1,248 @@
-//! `msa-doctor demo` (being written).
+//! `msa-doctor demo`: starts the practice stack on loopback (with `--fault`s), runs the
+//! checklist against it in-process and prints the report, or with `--keep-running` prints shell
+//! lines for the stack and serves it until Ctrl-C. Whatever happens (a signal, an error, a
+//! panic), every child process is stopped and every temporary file removed: the stack lives in
+//! values whose drop does that.
 
 use crate::cli::DemoArgs;
 use crate::config::ConfigError;
+use crate::exit_code;
+use crate::sandbox::faults::{Fault, FaultSet};
+use crate::sandbox::stack::{Stack, StackOptions};
+use crate::settings::Settings;
+use std::io::Write;
 
-/// Starts the practice stack and runs the checklist against it.
-pub async fn run(_args: DemoArgs) -> Result<i32, ConfigError> {
-    Err(ConfigError::Usage("the practice stack is being built".into()))
+/// The exit code after Ctrl-C or SIGTERM interrupted a run (128 + SIGINT, as shells report).
+pub const INTERRUPTED: i32 = 130;
+
+/// `--list-faults`: one `NAME  what it breaks` line per fault.
+pub fn list_faults() -> String {
+    let width = Fault::ALL.iter().map(|f| f.name().len()).max().unwrap_or(0);
+    Fault::ALL
+        .iter()
+        .map(|f| format!("{:<width$}  {}\n", f.name(), f.describe()))
+        .collect()
+}
+
+/// Parses `--fault` names; an unknown name is a usage error listing the valid ones.
+pub fn parse_faults(names: &[String]) -> Result<FaultSet, ConfigError> {
+    let mut faults = Vec::new();
+    for name in names {
+        match Fault::parse(name.trim()) {
+            Some(f) => faults.push(f),
+            None => {
+                let valid: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
+                return Err(ConfigError::Usage(format!(
+                    "unknown fault {name:?}; valid faults: {}",
+                    valid.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(FaultSet::of(&faults))
+}
+
+fn fault_names(faults: &FaultSet) -> String {
+    let names: Vec<&str> = faults.iter().map(Fault::name).collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Resolves when the process receives Ctrl-C (SIGINT) or SIGTERM, with the signal's name. A
+/// handler that cannot be installed never resolves (the default action then still applies).
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    async fn wait(kind: SignalKind) {
+        match signal(kind) {
+            Ok(mut s) => {
+                if s.recv().await.is_none() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    }
+    tokio::select! {
+        _ = wait(SignalKind::interrupt()) => "SIGINT",
+        _ = wait(SignalKind::terminate()) => "SIGTERM",
+    }
+}
+
+/// The settings of a demo run: the stack's connection and credentials, the report options of
+/// the command line.
+pub fn demo_settings(stack: &Stack, args: &DemoArgs) -> Settings {
+    let mut s = stack.settings();
+    let r = &args.report;
+    s.only = r.only.clone();
+    s.skip = r.skip.clone();
+    s.check_dirs = r.checks.clone();
+    s.strict = r.strict;
+    if let Some(o) = r.output {
+        s.output = o;
+    }
+    if let Some(c) = r.color {
+        s.color = c;
+    }
+    if let Some(t) = args.timeout {
+        s.timeout = t;
+    }
+    s
+}
+
+/// A single-quoted shell word.
+fn sh(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Starts the practice stack and runs the checklist against it; returns the exit code.
+pub async fn run(args: DemoArgs) -> Result<i32, ConfigError> {
+    if args.list_faults {
+        print!("{}", list_faults());
+        return Ok(exit_code::OK);
+    }
+    let faults = parse_faults(&args.faults)?;
+    if args.report.config.is_some() {
+        return Err(ConfigError::Usage(
+            "demo reads no config file (--config): the practice stack sets every connection option itself"
+                .into(),
+        ));
+    }
+    // Validate the checklist and the selection before starting anything.
+    let plan = crate::config::load(&args.report.checks)?;
+    for key in args.report.only.iter().chain(&args.report.skip) {
+        if !plan
+            .checks
+            .iter()
+            .any(|c| &c.id == key || &c.category == key)
+        {
+            return Err(ConfigError::Usage(format!(
+                "--only/--skip {key:?} names no check id or category (see `msa-doctor list`)"
+            )));
+        }
+    }
+
+    let opts = StackOptions {
+        faults: faults.clone(),
+        backend: args.backend,
+        prometheus_bin: args.prometheus_bin.clone(),
+    };
+    let started = tokio::select! {
+        r = Stack::start(opts) => r,
+        sig = interrupted() => {
+            eprintln!("msa-doctor: {sig} while starting the practice stack; stopped it");
+            return Ok(INTERRUPTED);
+        }
+    };
+    let stack = match started {
+        Ok(s) => s,
+        Err(e) if e.is_not_installed() => return Err(ConfigError::Usage(e.to_string())),
+        Err(e) => {
+            eprintln!("msa-doctor: {e}");
+            return Ok(exit_code::ERROR);
+        }
+    };
+    eprintln!(
+        "practice stack up in {:.1}s (first scrape after {:.1}s); faults: {}",
+        stack.startup.as_secs_f64(),
+        stack.time_to_first_scrape.as_secs_f64(),
+        fault_names(&faults)
+    );
+
+    if args.keep_running {
+        print_shell_lines(&stack);
+        eprintln!("serving the practice stack until Ctrl-C");
+        let sig = interrupted().await;
+        stack.shutdown().await;
+        eprintln!("{sig}: practice stack stopped");
+        return Ok(exit_code::OK);
+    }
+
+    let settings = demo_settings(&stack, &args);
+    let report = tokio::select! {
+        r = crate::app::run_plan(settings.clone(), plan) => r,
+        sig = interrupted() => {
+            stack.shutdown().await;
+            eprintln!("msa-doctor: {sig}: the practice stack is stopped");
+            return Ok(INTERRUPTED);
+        }
+    };
+    crate::app::print_report(&report, &settings);
+    stack.shutdown().await;
+    Ok(report.summary().exit_code(settings.strict))
+}
+
+/// Shell lines a learner can `eval` to point msa-doctor (and kubectl) at the stack; hints on
+/// stderr. No secret is printed: a changed password is only named by its file.
+fn print_shell_lines(stack: &Stack) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "export MSA_DOCTOR_GRAFANA_URL={}",
+        sh(&stack.grafana_url)
+    );
+    let _ = writeln!(
+        out,
+        "export KUBECONFIG={}",
+        sh(&stack.kubeconfig_path.to_string_lossy())
+    );
+    let _ = writeln!(out, "export GRAFANA_USER={}", sh(&stack.doctor_user));
+    // Commented out: a real user reaches Prometheus only through Grafana's data source proxy,
+    // and querying it directly would hide the data source faults.
+    let _ = writeln!(
+        out,
+        "# export MSA_DOCTOR_PROMETHEUS_URL={}  # to query the database directly",
+        sh(&stack.prometheus_url)
+    );
+    let _ = out.flush();
+    if stack.doctor_password_defaulted {
+        eprintln!("Grafana credentials: msa-doctor uses the default admin/admin");
+    } else {
+        eprintln!(
+            "Grafana's admin password is in {}: run msa-doctor --grafana-password-file {}",
+            stack.grafana_password_file.display(),
+            sh(&stack.grafana_password_file.to_string_lossy())
+        );
+    }
+    if stack.faults.has(Fault::WrongPassword) {
+        eprintln!(
+            "(fault wrong-password: admin/admin is refused; the real password is in {})",
+            stack.grafana_password_file.display()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fault_is_listed_once() {
+        let text = list_faults();
+        assert_eq!(text.lines().count(), Fault::ALL.len());
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("stale-data ") && l.contains("47 minutes"))
+        );
+    }
+
+    #[test]
+    fn unknown_fault_lists_the_valid_ones() {
+        let e = parse_faults(&["wrong-pat".into()]).unwrap_err().to_string();
+        assert!(e.contains("unknown fault \"wrong-pat\""), "{e}");
+        assert!(
+            e.contains("wrong-path") && e.contains("latency-50ms"),
+            "{e}"
+        );
+        let ok = parse_faults(&["wrong-path".into(), "slow-scrape".into()]).unwrap();
+        assert!(ok.has(Fault::WrongPath) && ok.has(Fault::SlowScrape));
+    }
+
+    #[test]
+    fn shell_words_are_quoted() {
+        assert_eq!(sh("a b"), "'a b'");
+        assert_eq!(sh("it's"), r"'it'\''s'");
+    }
 }

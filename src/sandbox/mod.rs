@@ -8,3 +8,5 @@ pub mod kube_api;
 pub mod pods;
 pub mod grafana;
 pub mod prom;
+pub mod stack;
+pub mod warm;

@@ -670,7 +670,7 @@ pub fn pool_state(targets: &Value) -> (PoolState, bool) {
             .to_string()
     };
     let any_up = active.iter().any(|t| health(t) == "up");
-    let all_scraped = !active.is_empty() && active.iter().all(|t| health(t) != "unknown");
+    let all_scraped = !active.is_empty() && active.iter().all(|t| was_scraped(t));
     let state = if any_up {
         PoolState::Up
     } else if all_scraped || (active.is_empty() && dropped > 0) {
@@ -679,6 +679,31 @@ pub fn pool_state(targets: &Value) -> (PoolState, bool) {
         PoolState::Pending
     };
     (state, all_scraped || (active.is_empty() && dropped > 0))
+}
+
+/// Whether a target of `/api/v1/targets` was scraped at least once. Prometheus says `unknown`
+/// and `0001-01-01T00:00:00Z` before, VictoriaMetrics `down` and `1970-01-01T00:00:00Z`.
+pub fn was_scraped(target: &Value) -> bool {
+    let health = target
+        .get("health")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    let last = target
+        .get("lastScrape")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    health != "unknown"
+        && !last.is_empty()
+        && !last.starts_with("0001-")
+        && !last.starts_with("1970-")
+}
+
+/// Whether every active target, of every job, was scraped at least once.
+pub fn every_target_scraped(targets: &Value) -> bool {
+    targets
+        .pointer("/data/activeTargets")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().all(was_scraped))
 }
 
 fn log_tail(path: &Path) -> String {
@@ -813,6 +838,14 @@ impl Tsdb {
         tsdb.time_to_first_scrape = tsdb
             .wait_first_scrape(&client, spawned, deadline, slow)
             .await?;
+        if !slow {
+            // A rate over [1m] needs two samples: hand the stack out after the second scrape.
+            tsdb.wait_second_scrape(&client, Duration::from_secs(5))
+                .await;
+        }
+        if opts.backend == Backend::VictoriaMetrics {
+            tsdb.settle_victoria(&client, slow).await;
+        }
         if let (Backend::VictoriaMetrics, Some((series, stamps, _))) = (opts.backend, &stale) {
             tsdb.import_victoria(&client, series, stamps).await?;
         }
@@ -831,6 +864,88 @@ impl Tsdb {
     /// The temporary directory holding the configuration, the data and the log.
     pub fn dir(&self) -> Option<&Path> {
         self.dir.as_ref().map(TempDir::path)
+    }
+
+    /// Waits (at most `within`, then goes on) until every active target of every job has been
+    /// scraped twice: its `lastScrape` changed after the first one was seen.
+    async fn wait_second_scrape(&self, client: &reqwest::Client, within: Duration) {
+        let url = format!("{}/api/v1/targets", self.url);
+        let mut first: std::collections::HashMap<String, String> = Default::default();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(v) = get_json(client, &url, &[]).await {
+                let active = v
+                    .pointer("/data/activeTargets")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let mut done = !active.is_empty();
+                for t in &active {
+                    let last = t.get("lastScrape").and_then(Value::as_str).unwrap_or("");
+                    if !was_scraped(t) {
+                        done = false;
+                        continue;
+                    }
+                    let key = format!(
+                        "{} {}",
+                        t.get("scrapePool").and_then(Value::as_str).unwrap_or(""),
+                        t.get("scrapeUrl").and_then(Value::as_str).unwrap_or("")
+                    );
+                    match first.get(&key) {
+                        None => {
+                            first.insert(key, last.to_string());
+                            done = false;
+                        }
+                        Some(seen) if seen == last => done = false,
+                        Some(_) => {}
+                    }
+                }
+                if done {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Makes VictoriaMetrics' first samples searchable before anyone queries: a query that
+    /// runs before its buffers are flushed caches "no series" for about ten seconds. Flushes,
+    /// then waits until `up` answers (at most 10 s; an empty `up`, as when every pod is
+    /// dropped, is not an error).
+    async fn settle_victoria(&self, client: &reqwest::Client, slow: bool) {
+        let flush = format!("{}/internal/force_flush", self.url);
+        let url = format!("{}/api/v1/query", self.url);
+        let query = [("query", "up".to_string()), ("nocache", "1".to_string())];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Every target of the first batch scraped (a 30 s interval would take too long).
+        let targets = format!("{}/api/v1/targets", self.url);
+        let mut active = 1;
+        while !slow && Instant::now() < deadline {
+            match get_json(client, &targets, &[]).await {
+                Ok(v) if every_target_scraped(&v) => {
+                    active = v
+                        .pointer("/data/activeTargets")
+                        .and_then(Value::as_array)
+                        .map_or(1, Vec::len)
+                        .max(1);
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        // Then flushed, and `up` answers for each (`-search.latencyOffset` hides the newest
+        // second).
+        while Instant::now() < deadline {
+            let _ = client.get(&flush).send().await;
+            if let Ok(v) = get_json(client, &url, &query).await
+                && v.pointer("/data/result")
+                    .and_then(Value::as_array)
+                    .is_some_and(|r| r.len() >= active)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     async fn import_victoria(
@@ -1113,9 +1228,15 @@ mod tests {
     #[test]
     fn pool_state_reads_both_backends() {
         let v: Value = serde_json::json!({"data": {"activeTargets": [
-            {"scrapePool": "kubernetes-pods", "health": "up"},
-            {"scrapePool": "kubernetes-pods", "health": "unknown"}], "droppedTargets": []}});
+            {"scrapePool": "kubernetes-pods", "health": "up", "lastScrape": "2026-11-25T13:55:29.347Z"},
+            {"scrapePool": "kubernetes-pods", "health": "unknown", "lastScrape": "0001-01-01T00:00:00Z"}],
+            "droppedTargets": []}});
         assert_eq!(pool_state(&v), (PoolState::Up, false));
+        // VictoriaMetrics before the first scrape: down, at the epoch.
+        let v: Value = serde_json::json!({"data": {"activeTargets": [
+            {"scrapePool": "kubernetes-pods", "health": "down", "lastScrape": "1970-01-01T00:00:00Z"}]}});
+        assert_eq!(pool_state(&v), (PoolState::Pending, false));
+        assert!(!every_target_scraped(&v));
         let v: Value = serde_json::json!({"data": {"activeTargets": [],
             "droppedTargets": [{"discoveredLabels": {"job": "kubernetes-pods"}}]}});
         assert_eq!(pool_state(&v).0, PoolState::SettledDown);
