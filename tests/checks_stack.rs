@@ -38,7 +38,9 @@ const ALWAYS_ALLOWED: &[&str] = &["grafana.default-password", "grafana.dashboard
 async fn run(faults: &[Fault], backend: Backend) -> (Stack, Vec<CheckResult>) {
     let _permit = STACKS.acquire().await.expect("semaphore");
     let stack = start_for_test_with(faults, backend).await;
-    let (_, _warm) = wait_for_data(&stack, Duration::from_secs(25)).await;
+    // A 30 s scrape interval takes up to 30 s to its first scrape of each target.
+    let deadline = if faults.contains(&Fault::SlowScrape) { 45 } else { 25 };
+    let (_, _warm) = wait_for_data(&stack, Duration::from_secs(deadline)).await;
     let plan = config::load(&[]).expect("the built-in checklist loads");
     let mut settings = stack.settings();
     settings.timeout = Duration::from_secs(5);

@@ -377,9 +377,13 @@ fn matches_op(op: &MatchOp, want: &str, have: &str) -> bool {
 pub async fn scrape_intervals(api: &PromApi) -> BTreeMap<String, Duration> {
     let mut out = BTreeMap::new();
     if let Ok(t) = api.targets().await {
-        for x in t.active_targets {
-            if let (Some(job), Some(d)) = (x.labels.get("job"), crate::probes::prom::prom_duration(&x.scrape_interval)) {
-                out.entry(job.clone()).or_insert(d);
+        for x in &t.active_targets {
+            let Some(job) = x.labels.get("job") else { continue };
+            if out.contains_key(job) || x.health != "up" {
+                continue;
+            }
+            if let Some(d) = crate::probes::prom::scrape_interval(api, x).await {
+                out.insert(job.clone(), d);
             }
         }
     }

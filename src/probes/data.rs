@@ -215,12 +215,17 @@ impl Probe for TimeRange {
         }
         // The guide's rate windows against the scrape interval of the service targets.
         if let Ok(t) = targets {
-            let interval = t
+            let mine: Vec<&super::prom::Target> = t
                 .active_targets
                 .iter()
-                .filter(|t| cx.settings.services.iter().any(|s| super::prom::belongs(t, s, &cx.settings.namespace)))
-                .filter_map(|t| prom_duration(&t.scrape_interval))
-                .max();
+                .filter(|t| t.health == "up" && cx.settings.services.iter().any(|s| super::prom::belongs(t, s, &cx.settings.namespace)))
+                .collect();
+            let mut interval = mine.iter().filter_map(|t| prom_duration(&t.scrape_interval)).max();
+            if interval.is_none()
+                && let Some(first) = mine.first()
+            {
+                interval = super::prom::scrape_interval(&api, first).await;
+            }
             if let Some(iv) = interval {
                 o_evidence.insert("scrape_interval".into(), json!(window_str(iv)));
                 let rw = self.rate_window;

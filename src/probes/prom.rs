@@ -327,6 +327,21 @@ pub fn prom_duration(s: &str) -> Option<Duration> {
     humantime::parse_duration(s).ok()
 }
 
+/// The scrape interval of a target, from `/api/v1/targets` (Prometheus) or, where the API
+/// does not give it (VictoriaMetrics), from the gap between its last two `up` samples.
+pub async fn scrape_interval(api: &PromApi, t: &Target) -> Option<Duration> {
+    if let Some(d) = prom_duration(&t.scrape_interval) {
+        return Some(d);
+    }
+    let (job, instance) = (t.labels.get("job")?, t.labels.get("instance")?);
+    let sel = format!("up{{job={job:?}, instance={instance:?}}}");
+    let q = format!("max(timestamp({sel}))");
+    let last = api.instant(&q, None).await.ok()?.first()?.value;
+    let prev = api.instant(&q, Some(last - 0.001)).await.ok()?.first()?.value;
+    let gap = last - prev;
+    (gap > 0.0 && gap < 3600.0).then(|| Duration::from_secs_f64((gap * 10.0).round() / 10.0))
+}
+
 /// What `prometheus.api` learnt: Prometheus's clock and version.
 #[derive(Debug, Clone)]
 pub struct PromInfo {

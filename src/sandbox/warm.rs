@@ -13,6 +13,8 @@ fn conditions(stack: &Stack) -> Vec<&'static str> {
     let mut c = vec!["count(up == 1)"];
     if !f.has(Fault::NoTraffic) && !f.has(Fault::StaleData) {
         c.push("sum(increase(http_server_requests_seconds_count{uri!~\"/actuator.*\"}[1m])) > 0");
+        // The guide's panel 1 (or its uri-mismatch twin) has a non-zero rate.
+        c.push("sum(rate(http_server_requests_seconds_count{uri=~\"/api/orders|/orders\", method=\"POST\"}[1m])) > 0");
     }
     if !f.has(Fault::NoCadvisor) {
         c.push("count(rate(container_cpu_usage_seconds_total[1m]))");
