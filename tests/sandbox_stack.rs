@@ -482,3 +482,66 @@ async fn keep_running_prints_shell_lines_and_stops_on_sigterm() {
     assert!(!pid_alive(prom_pid), "prometheus outlived the demo");
     assert!(!Path::new(&config).exists(), "{config} outlived the demo");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_a_run_stops_everything() {
+    use tokio::io::AsyncBufReadExt;
+    // grafana-hangs keeps the checklist busy for a check's whole timeout (5 s): time to interrupt.
+    let mut child = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("msa-doctor"))
+        .args(["demo", "--fault", "grafana-hangs"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("the stack did not come up within 60s")
+            .unwrap()
+            .expect("stderr closed before the stack came up");
+        if line.starts_with("data ") {
+            break;
+        }
+    }
+    let kids = children_of(pid);
+    let (prom_pid, cmdline) = kids
+        .iter()
+        .find(|(_, c)| c.contains("prometheus"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no prometheus child: {kids:?}"));
+    let config = cmdline
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix("--config.file="))
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    StdCommand::new("kill")
+        .arg("-INT")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut rest = String::new();
+    while let Ok(Ok(Some(l))) =
+        tokio::time::timeout(Duration::from_secs(2), lines.next_line()).await
+    {
+        rest.push_str(&l);
+        rest.push('\n');
+    }
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(rest.contains("SIGINT"), "{rest}");
+    assert!(
+        !pid_alive(prom_pid),
+        "prometheus outlived the interrupted demo"
+    );
+    assert!(
+        !Path::new(&config).exists(),
+        "{config} outlived the interrupted demo"
+    );
+}

@@ -11,9 +11,13 @@ use crate::sandbox::faults::{Fault, FaultSet};
 use crate::sandbox::stack::{Stack, StackOptions};
 use crate::settings::Settings;
 use std::io::Write;
+use std::time::Duration;
 
 /// The exit code after Ctrl-C or SIGTERM interrupted a run (128 + SIGINT, as shells report).
 pub const INTERRUPTED: i32 = 130;
+
+/// How long the demo waits for warm data before running the checks anyway.
+const WARM_UP: Duration = Duration::from_secs(20);
 
 /// `--list-faults`: one `NAME  what it breaks` line per fault.
 pub fn list_faults() -> String {
@@ -150,6 +154,23 @@ pub async fn run(args: DemoArgs) -> Result<i32, ConfigError> {
         stack.time_to_first_scrape.as_secs_f64(),
         fault_names(&faults)
     );
+    // Let the panels' data warm up (two samples for rate(), a first order), so the report
+    // shows the faults and not a cold start.
+    let warm = tokio::select! {
+        w = crate::sandbox::warm::wait_for_data(&stack, WARM_UP) => w,
+        sig = interrupted() => {
+            stack.shutdown().await;
+            eprintln!("msa-doctor: {sig}: the practice stack is stopped");
+            return Ok(INTERRUPTED);
+        }
+    };
+    match warm {
+        (waited, true) => eprintln!("data warm after {:.1}s more", waited.as_secs_f64()),
+        (waited, false) => eprintln!(
+            "data still incomplete after {:.0}s (as some faults want); running the checks",
+            waited.as_secs_f64()
+        ),
+    }
 
     if args.keep_running {
         print_shell_lines(&stack);
