@@ -184,9 +184,41 @@ pub fn all_panels(model: &Value) -> Vec<Value> {
     out
 }
 
-fn nice_interval(seconds: f64) -> f64 {
-    const STEPS: [f64; 14] = [1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0];
-    STEPS.iter().copied().find(|s| *s >= seconds).unwrap_or(seconds.ceil())
+/// Grafana's `roundInterval` (rangeutil.ts): the nearest "nice" interval, in seconds.
+fn round_interval(seconds: f64) -> f64 {
+    // (below this many seconds, round to this many)
+    const STEPS: [(f64, f64); 29] = [
+        (0.015, 0.01),
+        (0.035, 0.02),
+        (0.075, 0.05),
+        (0.15, 0.1),
+        (0.35, 0.2),
+        (0.75, 0.5),
+        (1.5, 1.0),
+        (3.5, 2.0),
+        (7.5, 5.0),
+        (12.5, 10.0),
+        (17.5, 15.0),
+        (25.0, 20.0),
+        (45.0, 30.0),
+        (90.0, 60.0),
+        (210.0, 120.0),
+        (450.0, 300.0),
+        (750.0, 600.0),
+        (1050.0, 900.0),
+        (1500.0, 1200.0),
+        (2700.0, 1800.0),
+        (5400.0, 3600.0),
+        (9000.0, 7200.0),
+        (16200.0, 10800.0),
+        (32400.0, 21600.0),
+        (86400.0, 43200.0),
+        (604800.0, 86400.0),
+        (1814400.0, 604800.0),
+        (3628800.0, 2592000.0),
+        (f64::INFINITY, 31536000.0),
+    ];
+    STEPS.iter().find(|(below, _)| seconds < *below).map(|(_, to)| *to).unwrap_or(31536000.0)
 }
 
 fn dur(seconds: f64) -> String {
@@ -202,7 +234,9 @@ fn dur(seconds: f64) -> String {
 
 /// Grafana's built-in interval variables for a range and a scrape interval.
 pub fn builtins(range_s: f64, scrape_s: f64) -> BTreeMap<String, String> {
-    let interval = nice_interval((range_s / 1000.0).max(scrape_s));
+    // As Grafana: round range / max data points, then raise it to the data source's scrape
+    // interval (which is not rounded).
+    let interval = round_interval(range_s / 1000.0).max(scrape_s);
     let rate = (interval + scrape_s).max(4.0 * scrape_s);
     let mut m = BTreeMap::new();
     m.insert("__interval".into(), dur(interval));
