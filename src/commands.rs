@@ -7,7 +7,7 @@ use crate::config::{self, ConfigError};
 use crate::engine::{CheckCtx, CheckResult, Status};
 use crate::exit_code;
 use crate::explain::dashboard::{self, DashboardReport, GrafanaApi, PanelStatus};
-use crate::explain::{self, Explanation, ExplainOptions, QueryResult, SelectorReport, Verdict};
+use crate::explain::{self, ExplainOptions, Explanation, QueryResult, SelectorReport, Verdict};
 use crate::probes::grafana::GrafanaSession;
 use crate::probes::prom::PromApi;
 use crate::report::styles::Styles;
@@ -39,7 +39,12 @@ async fn connect(settings: &Settings, upto: &str) -> Result<CheckCtx, i32> {
         .iter()
         .filter(|c| matches!(c.status, Status::Fail | Status::Error))
         .collect();
-    if bad.is_empty() && report.checks.iter().any(|c| c.id == upto && c.status.satisfies_needs()) {
+    if bad.is_empty()
+        && report
+            .checks
+            .iter()
+            .any(|c| c.id == upto && c.status.satisfies_needs())
+    {
         return Ok(cx);
     }
     eprintln!("msa-doctor: cannot reach the data: the chain breaks before {upto}");
@@ -94,11 +99,18 @@ pub async fn explain(args: ExplainArgs) -> Result<i32, ConfigError> {
             }
         };
         let text = match out {
-            Format::Json => format!("{}\n", serde_json::to_string_pretty(&ex).unwrap_or_default()),
+            Format::Json => format!(
+                "{}\n",
+                serde_json::to_string_pretty(&ex).unwrap_or_default()
+            ),
             _ => render_explanation(&ex, &expr, use_color(settings.color)),
         };
         print!("{text}");
-        return Ok(if ex.result == QueryResult::Data { exit_code::OK } else { exit_code::FAILED });
+        return Ok(if ex.result == QueryResult::Data {
+            exit_code::OK
+        } else {
+            exit_code::FAILED
+        });
     }
     // Dashboards need Grafana even with --prometheus-url.
     let mut s = settings.clone();
@@ -135,8 +147,11 @@ pub async fn explain(args: ExplainArgs) -> Result<i32, ConfigError> {
         },
     };
     let start = Instant::now();
-    let reports: Vec<DashboardReport> =
-        futures::future::join_all(uids.iter().map(|u| dashboard::scan(&g, u, &dss, args.lookback))).await;
+    let reports: Vec<DashboardReport> = futures::future::join_all(
+        uids.iter()
+            .map(|u| dashboard::scan(&g, u, &dss, args.lookback)),
+    )
+    .await;
     if args.dashboard.is_some()
         && let Some(p) = reports.first().and_then(|r| r.problem.clone())
     {
@@ -156,8 +171,14 @@ pub async fn explain(args: ExplainArgs) -> Result<i32, ConfigError> {
         _ => render_dashboards(&reports, use_color(settings.color), start.elapsed()),
     };
     print!("{text}");
-    let empty = reports.iter().any(|r| r.problem.is_some() || r.empty_panels().next().is_some());
-    Ok(if empty { exit_code::FAILED } else { exit_code::OK })
+    let empty = reports
+        .iter()
+        .any(|r| r.problem.is_some() || r.empty_panels().next().is_some());
+    Ok(if empty {
+        exit_code::FAILED
+    } else {
+        exit_code::OK
+    })
 }
 
 fn verdict_word(v: Verdict) -> &'static str {
@@ -183,16 +204,43 @@ fn glyph_of(v: Verdict) -> (&'static str, Status) {
 }
 
 /// The query as a tree, each selector with its verdict.
-fn tree(expr: &Expr, reports: &mut std::slice::Iter<'_, SelectorReport>, styles: &Styles, prefix: &str, last: bool, out: &mut String) {
+fn tree(
+    expr: &Expr,
+    reports: &mut std::slice::Iter<'_, SelectorReport>,
+    styles: &Styles,
+    prefix: &str,
+    last: bool,
+    out: &mut String,
+) {
     use owo_colors::OwoColorize;
-    let branch = if prefix.is_empty() && last { "" } else if last { "└─ " } else { "├─ " };
-    let child_prefix = format!("{prefix}{}", if prefix.is_empty() && last { "" } else if last { "   " } else { "│  " });
-    let line = |label: String, out: &mut String| out.push_str(&format!("  {prefix}{branch}{label}\n"));
+    let branch = if prefix.is_empty() && last {
+        ""
+    } else if last {
+        "└─ "
+    } else {
+        "├─ "
+    };
+    let child_prefix = format!(
+        "{prefix}{}",
+        if prefix.is_empty() && last {
+            ""
+        } else if last {
+            "   "
+        } else {
+            "│  "
+        }
+    );
+    let line =
+        |label: String, out: &mut String| out.push_str(&format!("  {prefix}{branch}{label}\n"));
     let kids: Vec<&Expr> = match expr {
         Expr::Aggregate(a) => {
             let by = match &a.modifier {
-                Some(promql_parser::parser::LabelModifier::Include(l)) => format!(" by ({})", l.labels.join(", ")),
-                Some(promql_parser::parser::LabelModifier::Exclude(l)) => format!(" without ({})", l.labels.join(", ")),
+                Some(promql_parser::parser::LabelModifier::Include(l)) => {
+                    format!(" by ({})", l.labels.join(", "))
+                }
+                Some(promql_parser::parser::LabelModifier::Exclude(l)) => {
+                    format!(" without ({})", l.labels.join(", "))
+                }
                 None => String::new(),
             };
             line(format!("{}{by}", a.op), out);
@@ -220,13 +268,29 @@ fn tree(expr: &Expr, reports: &mut std::slice::Iter<'_, SelectorReport>, styles:
             vec![u.expr.as_ref()]
         }
         Expr::Subquery(s) => {
-            line(format!("subquery [{}:{}]", humantime::format_duration(s.range), s.step.map(|d| humantime::format_duration(d).to_string()).unwrap_or_default()), out);
+            line(
+                format!(
+                    "subquery [{}:{}]",
+                    humantime::format_duration(s.range),
+                    s.step
+                        .map(|d| humantime::format_duration(d).to_string())
+                        .unwrap_or_default()
+                ),
+                out,
+            );
             vec![s.expr.as_ref()]
         }
         Expr::VectorSelector(_) | Expr::MatrixSelector(_) => {
             if let Some(r) = reports.next() {
                 let (g, st) = glyph_of(r.verdict);
-                line(format!("{}  {}", r.selector, format!("{g} {}", verdict_word(r.verdict)).style(styles.status(st))), out);
+                line(
+                    format!(
+                        "{}  {}",
+                        r.selector,
+                        format!("{g} {}", verdict_word(r.verdict)).style(styles.status(st))
+                    ),
+                    out,
+                );
             }
             vec![]
         }
@@ -250,15 +314,27 @@ fn render_explanation(ex: &Explanation, expr: &Expr, color: bool) -> String {
         QueryResult::Zero => "only zeros".style(styles.warn).to_string(),
         QueryResult::Empty => "empty".style(styles.fail).to_string(),
     };
-    out.push_str(&format!("{}\nover the last {}: {result}\n\n", ex.query, ex.window));
+    out.push_str(&format!(
+        "{}\nover the last {}: {result}\n\n",
+        ex.query, ex.window
+    ));
     tree(expr, &mut ex.selectors.iter(), &styles, "", true, &mut out);
-    for s in ex.selectors.iter().filter(|s| s.verdict != Verdict::Present) {
+    for s in ex
+        .selectors
+        .iter()
+        .filter(|s| s.verdict != Verdict::Present)
+    {
         out.push_str(&format!("\n  {}: {}\n", s.selector, s.detail));
         if !s.suggestions.is_empty() {
             out.push_str(&format!("    try: {}\n", s.suggestions.join("  or  ")));
         }
         if let Some(v) = s.evidence.get("existing_values").and_then(|v| v.as_array()) {
-            let vals: Vec<String> = v.iter().filter_map(|x| x.as_str()).take(8).map(str::to_string).collect();
+            let vals: Vec<String> = v
+                .iter()
+                .filter_map(|x| x.as_str())
+                .take(8)
+                .map(str::to_string)
+                .collect();
             out.push_str(&format!("    values that exist: {}\n", vals.join(", ")));
         }
     }
@@ -274,15 +350,29 @@ fn render_explanation(ex: &Explanation, expr: &Expr, color: bool) -> String {
     out
 }
 
-fn render_dashboards(reports: &[DashboardReport], color: bool, took: std::time::Duration) -> String {
+fn render_dashboards(
+    reports: &[DashboardReport],
+    color: bool,
+    took: std::time::Duration,
+) -> String {
     use owo_colors::OwoColorize;
     let styles = Styles::new(color);
     let mut out = String::new();
     let (mut total, mut empty) = (0, 0);
     for r in reports {
-        out.push_str(&format!("{} ({}), {} to {}\n", r.title.style(styles.header), r.uid, r.time.0, r.time.1));
+        out.push_str(&format!(
+            "{} ({}), {} to {}\n",
+            r.title.style(styles.header),
+            r.uid,
+            r.time.0,
+            r.time.1
+        ));
         if !r.variables.is_empty() {
-            let vars: Vec<String> = r.variables.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let vars: Vec<String> = r
+                .variables
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             out.push_str(&format!("  variables: {}\n", vars.join(", ")));
         }
         if let Some(p) = &r.problem {
@@ -297,10 +387,19 @@ fn render_dashboards(reports: &[DashboardReport], color: bool, took: std::time::
                 PanelStatus::Error => ("⁉", Status::Error),
                 _ => ("✖", Status::Fail),
             };
-            if !matches!(p.status, PanelStatus::Data | PanelStatus::Zero | PanelStatus::NotPrometheus) {
+            if !matches!(
+                p.status,
+                PanelStatus::Data | PanelStatus::Zero | PanelStatus::NotPrometheus
+            ) {
                 empty += 1;
             }
-            out.push_str(&format!("  {} {} [{}]: {}\n", g.style(styles.status(st)), p.panel, p.ref_id, p.detail));
+            out.push_str(&format!(
+                "  {} {} [{}]: {}\n",
+                g.style(styles.status(st)),
+                p.panel,
+                p.ref_id,
+                p.detail
+            ));
             if let Some(ex) = &p.explanation
                 && p.status != PanelStatus::Data
             {
@@ -327,7 +426,9 @@ fn yaml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
     let mut out = Vec::new();
     fn walk(p: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         if p.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
             entries.sort();
             for e in entries {
                 walk(&e, out)?;
@@ -359,13 +460,15 @@ fn yaml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
 /// `msa-doctor lint PATH...`: the scrape annotations of every Deployment, StatefulSet and
 /// DaemonSet in the files, without a cluster.
 pub fn lint(args: LintArgs) -> Result<i32, ConfigError> {
-    use crate::probes::kube::{inspect_template, SCRAPE};
+    use crate::probes::kube::{SCRAPE, inspect_template};
     let started_at = SystemTime::now();
     let start = Instant::now();
-    let services: Vec<String> = args
-        .services
-        .clone()
-        .unwrap_or_else(|| settings::DEFAULT_SERVICES.iter().map(|s| s.to_string()).collect());
+    let services: Vec<String> = args.services.clone().unwrap_or_else(|| {
+        settings::DEFAULT_SERVICES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    });
     let mut workloads = 0;
     let mut problems: Vec<String> = Vec::new();
     let mut remedies: Vec<String> = Vec::new();
@@ -376,16 +479,27 @@ pub fn lint(args: LintArgs) -> Result<i32, ConfigError> {
             path: file.clone(),
             message: e.to_string(),
         })?;
-        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).map_err(|e| ConfigError::Invalid {
-            path: file.clone(),
-            line: e.location().map(|l| l.line() as usize).unwrap_or(1),
-            field: "yaml".into(),
-            message: e.to_string().lines().next().unwrap_or("invalid YAML").to_string(),
-        })?;
+        let docs: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&text).map_err(|e| ConfigError::Invalid {
+                path: file.clone(),
+                line: e.location().map(|l| l.line() as usize).unwrap_or(1),
+                field: "yaml".into(),
+                message: e
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("invalid YAML")
+                    .to_string(),
+            })?;
         let mut items = Vec::new();
         for d in docs {
             if d.get("kind").and_then(|k| k.as_str()) == Some("List") {
-                items.extend(d.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default());
+                items.extend(
+                    d.get("items")
+                        .and_then(|i| i.as_array())
+                        .cloned()
+                        .unwrap_or_default(),
+                );
             } else {
                 items.push(d);
             }
@@ -395,15 +509,25 @@ pub fn lint(args: LintArgs) -> Result<i32, ConfigError> {
             if !matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet") {
                 continue;
             }
-            let name = d.pointer("/metadata/name").and_then(|n| n.as_str()).unwrap_or("?").to_string();
+            let name = d
+                .pointer("/metadata/name")
+                .and_then(|n| n.as_str())
+                .unwrap_or("?")
+                .to_string();
             let meta_ann: std::collections::BTreeMap<String, String> = d
                 .pointer("/metadata/annotations")
                 .and_then(|a| serde_json::from_value(a.clone()).ok())
                 .unwrap_or_default();
-            let template: k8s_openapi::api::core::v1::PodTemplateSpec = match d.pointer("/spec/template").map(|t| serde_json::from_value(t.clone())) {
+            let template: k8s_openapi::api::core::v1::PodTemplateSpec = match d
+                .pointer("/spec/template")
+                .map(|t| serde_json::from_value(t.clone()))
+            {
                 Some(Ok(t)) => t,
                 Some(Err(e)) => {
-                    problems.push(format!("{name} ({}): spec.template is not a pod template: {e}", file.display()));
+                    problems.push(format!(
+                        "{name} ({}): spec.template is not a pod template: {e}",
+                        file.display()
+                    ));
                     continue;
                 }
                 None => continue,
@@ -413,8 +537,15 @@ pub fn lint(args: LintArgs) -> Result<i32, ConfigError> {
             if services.contains(&name) {
                 seen.push(name.clone());
                 if !f.problems.is_empty() {
-                    problems.push(format!("{kind} {name} ({}): {}", file.display(), f.problems.join("; ")));
-                    let mut y = format!("# {}: {kind} {name}, under spec.template.metadata:\n      annotations:\n", file.display());
+                    problems.push(format!(
+                        "{kind} {name} ({}): {}",
+                        file.display(),
+                        f.problems.join("; ")
+                    ));
+                    let mut y = format!(
+                        "# {}: {kind} {name}, under spec.template.metadata:\n      annotations:\n",
+                        file.display()
+                    );
                     for (k, v) in &f.patch {
                         y.push_str(&format!("        {k}: \"{v}\"\n"));
                     }
@@ -427,7 +558,12 @@ pub fn lint(args: LintArgs) -> Result<i32, ConfigError> {
     }
     let missing: Vec<&String> = services.iter().filter(|s| !seen.contains(s)).collect();
     let mut results = Vec::new();
-    let base = |id: &str, title: &str, status: Status, message: String, remedy: Option<String>, evidence: serde_json::Value| CheckResult {
+    let base = |id: &str,
+                title: &str,
+                status: Status,
+                message: String,
+                remedy: Option<String>,
+                evidence: serde_json::Value| CheckResult {
         id: id.into(),
         category: "k8s".into(),
         title: title.into(),
@@ -446,16 +582,26 @@ pub fn lint(args: LintArgs) -> Result<i32, ConfigError> {
         base(
             "k8s.scrape-annotations",
             "Every Deployment asks Prometheus to scrape its pods",
-            if missing.is_empty() { Status::Pass } else { Status::Warn },
+            if missing.is_empty() {
+                Status::Pass
+            } else {
+                Status::Warn
+            },
             if missing.is_empty() {
                 format!("{workloads} workloads read; every service asks to be scraped")
             } else {
                 format!(
                     "{workloads} workloads read; not in these files: {}",
-                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             },
-            (!missing.is_empty()).then(|| "msa-doctor lint --services <the Deployments of your services> PATH...".into()),
+            (!missing.is_empty()).then(|| {
+                "msa-doctor lint --services <the Deployments of your services> PATH...".into()
+            }),
             ev,
         )
     } else {

@@ -39,7 +39,11 @@ async fn run(faults: &[Fault], backend: Backend) -> (Stack, Vec<CheckResult>) {
     let _permit = STACKS.acquire().await.expect("semaphore");
     let stack = start_for_test_with(faults, backend).await;
     // A 30 s scrape interval takes up to 30 s to its first scrape of each target.
-    let deadline = if faults.contains(&Fault::SlowScrape) { 45 } else { 25 };
+    let deadline = if faults.contains(&Fault::SlowScrape) {
+        45
+    } else {
+        25
+    };
     let (_, _warm) = wait_for_data(&stack, Duration::from_secs(deadline)).await;
     let plan = config::load(&[]).expect("the built-in checklist loads");
     let mut settings = stack.settings();
@@ -64,14 +68,27 @@ fn verify(checks: &[CheckResult], expect: &[Expect], also_allowed: &[&str]) {
             .iter()
             .find(|c| c.id == x.id)
             .unwrap_or_else(|| panic!("no check {}\n{all}", x.id));
-        assert!(x.status.contains(&c.status), "{} is {} (want {:?})\n{all}", x.id, c.status, x.status);
+        assert!(
+            x.status.contains(&c.status),
+            "{} is {} (want {:?})\n{all}",
+            x.id,
+            c.status,
+            x.status
+        );
         let text = format!("{} {}", c.message, c.remedy.clone().unwrap_or_default());
         for w in x.words {
-            assert!(text.contains(w), "{} does not say {w:?}: {text}\n{all}", x.id);
+            assert!(
+                text.contains(w),
+                "{} does not say {w:?}: {text}\n{all}",
+                x.id
+            );
         }
     }
     for c in checks {
-        if expect.iter().any(|x| x.id == c.id) || ALWAYS_ALLOWED.contains(&c.id.as_str()) || also_allowed.contains(&c.id.as_str()) {
+        if expect.iter().any(|x| x.id == c.id)
+            || ALWAYS_ALLOWED.contains(&c.id.as_str())
+            || also_allowed.contains(&c.id.as_str())
+        {
             continue;
         }
         match c.status {
@@ -79,7 +96,9 @@ fn verify(checks: &[CheckResult], expect: &[Expect], also_allowed: &[&str]) {
             Status::Skip => {
                 let why = c.skipped_because.clone().unwrap_or_default();
                 assert!(
-                    checks.iter().any(|o| why.contains(&o.id) && o.status != Status::Pass),
+                    checks
+                        .iter()
+                        .any(|o| why.contains(&o.id) && o.status != Status::Pass),
                     "{} skipped for an unexpected reason: {why}\n{all}",
                     c.id
                 );
@@ -94,7 +113,13 @@ async fn case(faults: &[Fault], expect: &[Expect], also_allowed: &[&str]) {
         let (stack, checks) = run(faults, backend).await;
         verify(&checks, expect, also_allowed);
         // The password given to the checks never shows in what they report.
-        let text = serde_json::to_string(&checks.iter().map(|c| (&c.message, &c.remedy, &c.evidence)).collect::<Vec<_>>()).unwrap();
+        let text = serde_json::to_string(
+            &checks
+                .iter()
+                .map(|c| (&c.message, &c.remedy, &c.evidence))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
         assert!(!text.contains("s3cure-pass"), "a password leaked: {text}");
         stack.shutdown().await;
     }
@@ -102,12 +127,22 @@ async fn case(faults: &[Fault], expect: &[Expect], also_allowed: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_stack_passes() {
-    case(&[], &[e("grafana.default-password", WARN, &["admin/admin"])], &[]).await;
+    case(
+        &[],
+        &[e("grafana.default-password", WARN, &["admin/admin"])],
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_changed_passes_the_security_warning() {
-    case(&[Fault::PasswordChanged], &[e("grafana.default-password", &[Status::Pass], &[])], &[]).await;
+    case(
+        &[Fault::PasswordChanged],
+        &[e("grafana.default-password", &[Status::Pass], &[])],
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,19 +152,43 @@ async fn latency_50ms_is_still_healthy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_port_forward() {
-    case(&[Fault::NoPortForward], &[e("access.grafana", FAIL, &["connection refused", "kubectl port-forward svc/grafana -n monitoring"])], &[]).await;
+    case(
+        &[Fault::NoPortForward],
+        &[e(
+            "access.grafana",
+            FAIL,
+            &[
+                "connection refused",
+                "kubectl port-forward svc/grafana -n monitoring",
+            ],
+        )],
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_taken() {
-    case(&[Fault::PortTaken], &[e("access.grafana", FAIL, &["taken by another program", "ss -ltnp"])], &[]).await;
+    case(
+        &[Fault::PortTaken],
+        &[e(
+            "access.grafana",
+            FAIL,
+            &["taken by another program", "ss -ltnp"],
+        )],
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password() {
     case(
         &[Fault::WrongPassword],
-        &[e("grafana.login", FAIL, &["refused", "admin-password"]), e("grafana.default-password", &[Status::Pass], &[])],
+        &[
+            e("grafana.login", FAIL, &["refused", "admin-password"]),
+            e("grafana.default-password", &[Status::Pass], &[]),
+        ],
         &[],
     )
     .await;
@@ -137,12 +196,30 @@ async fn wrong_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_datasource() {
-    case(&[Fault::NoDatasource], &[e("grafana.datasource", FAIL, &["no Prometheus data source", "grafana_datasource"])], &[]).await;
+    case(
+        &[Fault::NoDatasource],
+        &[e(
+            "grafana.datasource",
+            FAIL,
+            &["no Prometheus data source", "grafana_datasource"],
+        )],
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn datasource_wrong_url() {
-    case(&[Fault::DatasourceWrongUrl], &[e("grafana.datasource", FAIL, &["localhost", "svc.cluster.local"])], &[]).await;
+    case(
+        &[Fault::DatasourceWrongUrl],
+        &[e(
+            "grafana.datasource",
+            FAIL,
+            &["localhost", "svc.cluster.local"],
+        )],
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,7 +227,14 @@ async fn no_annotation() {
     case(
         &[Fault::NoAnnotation],
         &[
-            e("k8s.scrape-annotations", FAIL, &["order-service", "kubectl -n metacoding patch deployment order-service"]),
+            e(
+                "k8s.scrape-annotations",
+                FAIL,
+                &[
+                    "order-service",
+                    "kubectl -n metacoding patch deployment order-service",
+                ],
+            ),
             e("prometheus.targets", FAIL, &["order-service", "dropped"]),
         ],
         &[],
@@ -163,7 +247,11 @@ async fn annotation_on_deployment() {
     case(
         &[Fault::AnnotationOnDeployment],
         &[
-            e("k8s.scrape-annotations", FAIL, &["Deployment's metadata", "spec.template.metadata"]),
+            e(
+                "k8s.scrape-annotations",
+                FAIL,
+                &["Deployment's metadata", "spec.template.metadata"],
+            ),
             e("prometheus.targets", FAIL, &["order-service", "dropped"]),
         ],
         &[],
@@ -176,7 +264,11 @@ async fn wrong_path() {
     case(
         &[Fault::WrongPath],
         &[
-            e("k8s.scrape-annotations", FAIL, &["delivery-service", "/actuator/prometheus"]),
+            e(
+                "k8s.scrape-annotations",
+                FAIL,
+                &["delivery-service", "/actuator/prometheus"],
+            ),
             e("prometheus.targets", FAIL, &["delivery-service", "404"]),
         ],
         &[],
@@ -186,24 +278,54 @@ async fn wrong_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrape_401() {
-    case(&[Fault::Scrape401], &[e("prometheus.targets", FAIL, &["user-service", "security filter", "/actuator/**"])], &[]).await;
+    case(
+        &[Fault::Scrape401],
+        &[e(
+            "prometheus.targets",
+            FAIL,
+            &["user-service", "security filter", "/actuator/**"],
+        )],
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_listening() {
-    case(&[Fault::NothingListening], &[e("prometheus.targets", FAIL, &["orchestrator-service", "connection refused"])], &[]).await;
+    case(
+        &[Fault::NothingListening],
+        &[e(
+            "prometheus.targets",
+            FAIL,
+            &["orchestrator-service", "connection refused"],
+        )],
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_traffic() {
-    case(&[Fault::NoTraffic], &[e("data.traffic", FAIL, &["no user request", "log in five times"])], &[]).await;
+    case(
+        &[Fault::NoTraffic],
+        &[e(
+            "data.traffic",
+            FAIL,
+            &["no user request", "log in five times"],
+        )],
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_data() {
     case(
         &[Fault::StaleData],
-        &[e("data.time-range", FAIL, &["data stopped", "min ago"]), e("prometheus.targets", FAIL, &["no pod"])],
+        &[
+            e("data.time-range", FAIL, &["data stopped", "min ago"]),
+            e("prometheus.targets", FAIL, &["no pod"]),
+        ],
         &[],
     )
     .await;
@@ -211,44 +333,107 @@ async fn stale_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_kafka_exporter() {
-    case(&[Fault::NoKafkaExporter], &[e("kafka.exporter", WARN, &["no Kafka exporter", "helm install kafka-exporter"]), e("panel.kafka-lag", &[Status::Skip], &[])], &[]).await;
+    case(
+        &[Fault::NoKafkaExporter],
+        &[
+            e(
+                "kafka.exporter",
+                WARN,
+                &["no Kafka exporter", "helm install kafka-exporter"],
+            ),
+            e("panel.kafka-lag", &[Status::Skip], &[]),
+        ],
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_missing() {
-    case(&[Fault::TopicMissing], &[e("kafka.exporter", FAIL, &["order-created", "does not exist"])], &[]).await;
+    case(
+        &[Fault::TopicMissing],
+        &[e(
+            "kafka.exporter",
+            FAIL,
+            &["order-created", "does not exist"],
+        )],
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uri_mismatch() {
-    case(&[Fault::UriMismatch], &[e("panel.orders", FAIL, &["/api/orders", "uri=\"/orders\""])], &[]).await;
+    case(
+        &[Fault::UriMismatch],
+        &[e("panel.orders", FAIL, &["/api/orders", "uri=\"/orders\""])],
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_cadvisor() {
-    case(&[Fault::NoCadvisor], &[e("panel.cpu", FAIL, &["container_cpu_usage_seconds_total", "cadvisor"])], &[]).await;
+    case(
+        &[Fault::NoCadvisor],
+        &[e(
+            "panel.cpu",
+            FAIL,
+            &["container_cpu_usage_seconds_total", "cadvisor"],
+        )],
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_forbidden() {
-    case(&[Fault::KubeForbidden], &[e("k8s.scrape-annotations", ERROR, &["permission", "rolebinding"])], &[]).await;
+    case(
+        &[Fault::KubeForbidden],
+        &[e(
+            "k8s.scrape-annotations",
+            ERROR,
+            &["permission", "rolebinding"],
+        )],
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grafana_hangs() {
     let start = std::time::Instant::now();
-    case(&[Fault::GrafanaHangs], &[e("access.grafana", FAIL, &["did not answer"])], &[]).await;
+    case(
+        &[Fault::GrafanaHangs],
+        &[e("access.grafana", FAIL, &["did not answer"])],
+        &[],
+    )
+    .await;
     assert!(start.elapsed() < Duration::from_secs(120));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grafana_500_html() {
-    case(&[Fault::Grafana500Html], &[e("access.grafana", FAIL, &["HTTP 500", "HTML"])], &[]).await;
+    case(
+        &[Fault::Grafana500Html],
+        &[e("access.grafana", FAIL, &["HTTP 500", "HTML"])],
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_collision() {
-    case(&[Fault::LabelCollision], &[e("panel.jvm-heap", FAIL, &["exported_application", "honor_labels"])], &[]).await;
+    case(
+        &[Fault::LabelCollision],
+        &[e(
+            "panel.jvm-heap",
+            FAIL,
+            &["exported_application", "honor_labels"],
+        )],
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,7 +442,13 @@ async fn slow_scrape() {
         &[Fault::SlowScrape],
         &[e("data.time-range", WARN, &["[1m]", "30s"])],
         // A 30 s scrape leaves the [1m] panels empty or gappy while the stack is young.
-        &["panel.orders", "panel.cpu", "panel.kafka-lag", "panel.jvm-heap", "data.traffic"],
+        &[
+            "panel.orders",
+            "panel.cpu",
+            "panel.kafka-lag",
+            "panel.jvm-heap",
+            "data.traffic",
+        ],
     )
     .await;
 }

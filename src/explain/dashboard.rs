@@ -28,20 +28,33 @@ pub struct GrafanaApi {
 impl GrafanaApi {
     /// GETs a JSON document.
     pub async fn get(&self, path: &str) -> Result<Value, String> {
-        let req = self.session.apply(self.http.get(format!("{}{path}", self.base)).timeout(self.timeout));
+        let req = self.session.apply(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .timeout(self.timeout),
+        );
         let a = send(req).await.map_err(|e| describe_reqwest_error(&e))?;
         if a.status != 200 {
             return Err(format!(
                 "GET {path}: HTTP {} {}",
                 a.status,
-                a.message().unwrap_or_else(|| crate::probes::cut(&a.text(), 120))
+                a.message()
+                    .unwrap_or_else(|| crate::probes::cut(&a.text(), 120))
             ));
         }
-        a.json().ok_or_else(|| format!("GET {path}: the answer is not JSON"))
+        a.json()
+            .ok_or_else(|| format!("GET {path}: the answer is not JSON"))
     }
 
     fn prom(&self, ds: &Ds) -> PromApi {
-        PromApi::via_grafana(self.http.clone(), &self.base, &ds.uid, &ds.name, self.session.clone(), self.timeout)
+        PromApi::via_grafana(
+            self.http.clone(),
+            &self.base,
+            &ds.uid,
+            &ds.name,
+            self.session.clone(),
+            self.timeout,
+        )
     }
 }
 
@@ -130,7 +143,12 @@ pub struct DashboardReport {
 impl DashboardReport {
     /// Panel queries that show nothing (empty, broken reference, error).
     pub fn empty_panels(&self) -> impl Iterator<Item = &PanelFinding> {
-        self.panels.iter().filter(|p| !matches!(p.status, PanelStatus::Data | PanelStatus::Zero | PanelStatus::NotPrometheus))
+        self.panels.iter().filter(|p| {
+            !matches!(
+                p.status,
+                PanelStatus::Data | PanelStatus::Zero | PanelStatus::NotPrometheus
+            )
+        })
     }
 }
 
@@ -161,23 +179,48 @@ pub fn relative_seconds(s: &str) -> Option<f64> {
 pub fn all_panels(model: &Value) -> Vec<Value> {
     fn push(p: &Value, out: &mut Vec<Value>) {
         if p.get("type").and_then(|t| t.as_str()) == Some("row") {
-            for c in p.get("panels").and_then(|x| x.as_array()).into_iter().flatten() {
+            for c in p
+                .get("panels")
+                .and_then(|x| x.as_array())
+                .into_iter()
+                .flatten()
+            {
                 push(c, out);
             }
         } else {
             out.push(p.clone());
             // Library or nested panels (some schema versions nest inside a panel).
-            for c in p.get("panels").and_then(|x| x.as_array()).into_iter().flatten() {
+            for c in p
+                .get("panels")
+                .and_then(|x| x.as_array())
+                .into_iter()
+                .flatten()
+            {
                 push(c, out);
             }
         }
     }
     let mut out = Vec::new();
-    for p in model.get("panels").and_then(|x| x.as_array()).into_iter().flatten() {
+    for p in model
+        .get("panels")
+        .and_then(|x| x.as_array())
+        .into_iter()
+        .flatten()
+    {
         push(p, &mut out);
     }
-    for r in model.get("rows").and_then(|x| x.as_array()).into_iter().flatten() {
-        for p in r.get("panels").and_then(|x| x.as_array()).into_iter().flatten() {
+    for r in model
+        .get("rows")
+        .and_then(|x| x.as_array())
+        .into_iter()
+        .flatten()
+    {
+        for p in r
+            .get("panels")
+            .and_then(|x| x.as_array())
+            .into_iter()
+            .flatten()
+        {
             push(p, &mut out);
         }
     }
@@ -218,7 +261,11 @@ fn round_interval(seconds: f64) -> f64 {
         (3628800.0, 2592000.0),
         (f64::INFINITY, 31536000.0),
     ];
-    STEPS.iter().find(|(below, _)| seconds < *below).map(|(_, to)| *to).unwrap_or(31536000.0)
+    STEPS
+        .iter()
+        .find(|(below, _)| seconds < *below)
+        .map(|(_, to)| *to)
+        .unwrap_or(31536000.0)
 }
 
 fn dur(seconds: f64) -> String {
@@ -240,11 +287,17 @@ pub fn builtins(range_s: f64, scrape_s: f64) -> BTreeMap<String, String> {
     let rate = (interval + scrape_s).max(4.0 * scrape_s);
     let mut m = BTreeMap::new();
     m.insert("__interval".into(), dur(interval));
-    m.insert("__interval_ms".into(), format!("{}", (interval * 1000.0) as u64));
+    m.insert(
+        "__interval_ms".into(),
+        format!("{}", (interval * 1000.0) as u64),
+    );
     m.insert("__rate_interval".into(), dur(rate));
     m.insert("__range".into(), dur(range_s));
     m.insert("__range_s".into(), format!("{}", range_s as u64));
-    m.insert("__range_ms".into(), format!("{}", (range_s * 1000.0) as u64));
+    m.insert(
+        "__range_ms".into(),
+        format!("{}", (range_s * 1000.0) as u64),
+    );
     m
 }
 
@@ -266,7 +319,10 @@ pub fn expand(expr: &str, vars: &BTreeMap<String, String>) -> String {
                 }
             }
         } else if c == '$' {
-            let name: String = chars[i + 1..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_').collect();
+            let name: String = chars[i + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+                .collect();
             if !name.is_empty()
                 && let Some(v) = vars.get(&name)
             {
@@ -301,7 +357,10 @@ fn regex_escape_join(values: &[String]) -> String {
 fn value_strings(v: &Value) -> Vec<String> {
     match v {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
         Value::Number(n) => vec![n.to_string()],
         _ => vec![],
     }
@@ -311,7 +370,10 @@ fn value_strings(v: &Value) -> Vec<String> {
 pub fn parse_label_values(q: &str) -> Option<(Option<String>, String)> {
     let inner = q.trim().strip_prefix("label_values(")?.strip_suffix(')')?;
     match inner.rfind(',') {
-        Some(i) if !inner[i..].contains('}') => Some((Some(inner[..i].trim().to_string()), inner[i + 1..].trim().to_string())),
+        Some(i) if !inner[i..].contains('}') => Some((
+            Some(inner[..i].trim().to_string()),
+            inner[i + 1..].trim().to_string(),
+        )),
         _ => Some((None, inner.trim().to_string())),
     }
 }
@@ -322,37 +384,75 @@ struct Resolved {
     ds_vars: BTreeMap<String, String>,
 }
 
-async fn resolve_variables(model: &Value, prom: Option<&PromApi>, range_s: f64, scrape_s: f64, datasources: &[Ds]) -> Resolved {
+async fn resolve_variables(
+    model: &Value,
+    prom: Option<&PromApi>,
+    range_s: f64,
+    scrape_s: f64,
+    datasources: &[Ds],
+) -> Resolved {
     let mut vars = builtins(range_s, scrape_s);
     let mut shown = BTreeMap::new();
     let mut ds_vars = BTreeMap::new();
-    let list = model.pointer("/templating/list").and_then(|l| l.as_array()).cloned().unwrap_or_default();
+    let list = model
+        .pointer("/templating/list")
+        .and_then(|l| l.as_array())
+        .cloned()
+        .unwrap_or_default();
     for v in list {
-        let Some(name) = v.get("name").and_then(|n| n.as_str()).map(str::to_string) else { continue };
+        let Some(name) = v.get("name").and_then(|n| n.as_str()).map(str::to_string) else {
+            continue;
+        };
         let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or("");
-        let current = v.pointer("/current/value").map(value_strings).unwrap_or_default();
+        let current = v
+            .pointer("/current/value")
+            .map(value_strings)
+            .unwrap_or_default();
         let options: Vec<String> = v
             .get("options")
             .and_then(|o| o.as_array())
-            .map(|a| a.iter().filter_map(|o| o.get("value")).flat_map(value_strings).filter(|x| x != "$__all").collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|o| o.get("value"))
+                    .flat_map(value_strings)
+                    .filter(|x| x != "$__all")
+                    .collect()
+            })
             .unwrap_or_default();
         let is_all = current.iter().any(|c| c == "$__all");
         let value: String = match kind {
             "datasource" => {
-                let want = v.get("query").and_then(|q| q.as_str()).unwrap_or("prometheus");
+                let want = v
+                    .get("query")
+                    .and_then(|q| q.as_str())
+                    .unwrap_or("prometheus");
                 let chosen = current
                     .first()
                     .filter(|c| !c.is_empty() && !c.starts_with('$'))
                     .cloned()
-                    .or_else(|| datasources.iter().find(|d| d.kind == want && d.is_default).or_else(|| datasources.iter().find(|d| d.kind == want)).map(|d| d.uid.clone()))
+                    .or_else(|| {
+                        datasources
+                            .iter()
+                            .find(|d| d.kind == want && d.is_default)
+                            .or_else(|| datasources.iter().find(|d| d.kind == want))
+                            .map(|d| d.uid.clone())
+                    })
                     .unwrap_or_default();
                 ds_vars.insert(name.clone(), chosen.clone());
                 chosen
             }
-            "constant" | "textbox" => current.first().cloned().or_else(|| v.get("query").and_then(|q| q.as_str()).map(str::to_string)).unwrap_or_default(),
+            "constant" | "textbox" => current
+                .first()
+                .cloned()
+                .or_else(|| v.get("query").and_then(|q| q.as_str()).map(str::to_string))
+                .unwrap_or_default(),
             "custom" | "interval" => {
                 if is_all {
-                    v.get("allValue").and_then(|a| a.as_str()).filter(|a| !a.is_empty()).map(str::to_string).unwrap_or_else(|| regex_escape_join(&options))
+                    v.get("allValue")
+                        .and_then(|a| a.as_str())
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_string)
+                        .unwrap_or_else(|| regex_escape_join(&options))
                 } else if !current.is_empty() && !current[0].is_empty() {
                     regex_escape_join(&current)
                 } else {
@@ -362,27 +462,52 @@ async fn resolve_variables(model: &Value, prom: Option<&PromApi>, range_s: f64, 
             "query" => {
                 let q = match v.get("query") {
                     Some(Value::String(s)) => s.clone(),
-                    Some(Value::Object(o)) => o.get("query").and_then(|q| q.as_str()).unwrap_or("").to_string(),
+                    Some(Value::Object(o)) => o
+                        .get("query")
+                        .and_then(|q| q.as_str())
+                        .unwrap_or("")
+                        .to_string(),
                     _ => String::new(),
                 };
                 let q = expand(&q, &vars);
                 let live: Vec<String> = match (prom, parse_label_values(&q)) {
                     (Some(p), Some((matcher, label))) => {
                         let end = now();
-                        p.label_values(&label, matcher.as_deref(), end - range_s.max(3600.0), end).await.unwrap_or_default()
+                        p.label_values(&label, matcher.as_deref(), end - range_s.max(3600.0), end)
+                            .await
+                            .unwrap_or_default()
                     }
                     _ => vec![],
                 };
-                if is_all || (v.get("includeAll").and_then(|x| x.as_bool()).unwrap_or(false) && current.is_empty()) {
-                    v.get("allValue").and_then(|a| a.as_str()).filter(|a| !a.is_empty()).map(str::to_string).unwrap_or_else(|| {
-                        if live.is_empty() { ".*".into() } else { regex_escape_join(&live) }
-                    })
-                } else if let Some(c) = current.first().filter(|c| !c.is_empty() && live.contains(c)) {
+                if is_all
+                    || (v
+                        .get("includeAll")
+                        .and_then(|x| x.as_bool())
+                        .unwrap_or(false)
+                        && current.is_empty())
+                {
+                    v.get("allValue")
+                        .and_then(|a| a.as_str())
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_string)
+                        .unwrap_or_else(|| {
+                            if live.is_empty() {
+                                ".*".into()
+                            } else {
+                                regex_escape_join(&live)
+                            }
+                        })
+                } else if let Some(c) = current
+                    .first()
+                    .filter(|c| !c.is_empty() && live.contains(c))
+                {
                     let _ = c;
                     regex_escape_join(&current)
                 } else {
                     // Grafana falls back to the first value the query returns.
-                    live.first().cloned().unwrap_or_else(|| current.first().cloned().unwrap_or_default())
+                    live.first()
+                        .cloned()
+                        .unwrap_or_else(|| current.first().cloned().unwrap_or_default())
                 }
             }
             _ => current.first().cloned().unwrap_or_default(),
@@ -390,7 +515,11 @@ async fn resolve_variables(model: &Value, prom: Option<&PromApi>, range_s: f64, 
         shown.insert(name.clone(), value.clone());
         vars.insert(name, value);
     }
-    Resolved { vars, shown, ds_vars }
+    Resolved {
+        vars,
+        shown,
+        ds_vars,
+    }
 }
 
 enum DsRef {
@@ -401,12 +530,30 @@ enum DsRef {
 }
 
 fn resolve_ds(r: Option<&Value>, datasources: &[Ds], res: &Resolved) -> DsRef {
-    let default = || datasources.iter().find(|d| d.is_default).or_else(|| datasources.first()).cloned();
-    let by = |key: &str| datasources.iter().find(|d| d.uid == key || d.name == key).cloned();
+    let default = || {
+        datasources
+            .iter()
+            .find(|d| d.is_default)
+            .or_else(|| datasources.first())
+            .cloned()
+    };
+    let by = |key: &str| {
+        datasources
+            .iter()
+            .find(|d| d.uid == key || d.name == key)
+            .cloned()
+    };
     let var_of = |s: &str| -> Option<String> {
-        let n = s.trim_start_matches("${").trim_start_matches('$').trim_end_matches('}');
+        let n = s
+            .trim_start_matches("${")
+            .trim_start_matches('$')
+            .trim_end_matches('}');
         let n = n.split(':').next().unwrap_or(n);
-        if res.ds_vars.contains_key(n) { res.ds_vars.get(n).cloned() } else { None }
+        if res.ds_vars.contains_key(n) {
+            res.ds_vars.get(n).cloned()
+        } else {
+            None
+        }
     };
     let key: Option<String> = match r {
         None | Some(Value::Null) => None,
@@ -455,8 +602,14 @@ pub async fn datasources(g: &GrafanaApi) -> Result<Vec<Ds>, String> {
                     uid: d.get("uid").and_then(|x| x.as_str()).unwrap_or("").into(),
                     name: d.get("name").and_then(|x| x.as_str()).unwrap_or("").into(),
                     kind: d.get("type").and_then(|x| x.as_str()).unwrap_or("").into(),
-                    is_default: d.get("isDefault").and_then(|x| x.as_bool()).unwrap_or(false),
-                    time_interval: d.pointer("/jsonData/timeInterval").and_then(|x| x.as_str()).map(str::to_string),
+                    is_default: d
+                        .get("isDefault")
+                        .and_then(|x| x.as_bool())
+                        .unwrap_or(false),
+                    time_interval: d
+                        .pointer("/jsonData/timeInterval")
+                        .and_then(|x| x.as_str())
+                        .map(str::to_string),
                 })
                 .collect()
         })
@@ -468,12 +621,21 @@ pub async fn dashboard_uids(g: &GrafanaApi) -> Result<Vec<String>, String> {
     let hits = g.get("/api/search?type=dash-db&limit=5000").await?;
     Ok(hits
         .as_array()
-        .map(|a| a.iter().filter_map(|h| h.get("uid").and_then(|u| u.as_str()).map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|h| h.get("uid").and_then(|u| u.as_str()).map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default())
 }
 
 /// Scans one dashboard.
-pub async fn scan(g: &GrafanaApi, uid: &str, datasources: &[Ds], lookback: Duration) -> DashboardReport {
+pub async fn scan(
+    g: &GrafanaApi,
+    uid: &str,
+    datasources: &[Ds],
+    lookback: Duration,
+) -> DashboardReport {
     let mut report = DashboardReport {
         uid: uid.to_string(),
         title: uid.to_string(),
@@ -491,23 +653,45 @@ pub async fn scan(g: &GrafanaApi, uid: &str, datasources: &[Ds], lookback: Durat
         }
     };
     let model = doc.get("dashboard").cloned().unwrap_or(Value::Null);
-    report.title = model.get("title").and_then(|t| t.as_str()).unwrap_or(uid).to_string();
-    let from = model.pointer("/time/from").and_then(|t| t.as_str()).unwrap_or("now-6h").to_string();
-    let to = model.pointer("/time/to").and_then(|t| t.as_str()).unwrap_or("now").to_string();
+    report.title = model
+        .get("title")
+        .and_then(|t| t.as_str())
+        .unwrap_or(uid)
+        .to_string();
+    let from = model
+        .pointer("/time/from")
+        .and_then(|t| t.as_str())
+        .unwrap_or("now-6h")
+        .to_string();
+    let to = model
+        .pointer("/time/to")
+        .and_then(|t| t.as_str())
+        .unwrap_or("now")
+        .to_string();
     let range_s = match (relative_seconds(&from), relative_seconds(&to)) {
         (Some(f), Some(t)) if f > t => f - t,
         _ => 6.0 * 3600.0,
     };
     report.time = (from, to);
     report.window = dur(range_s);
-    let default_ds = datasources.iter().find(|d| d.is_default && is_prom(&d.kind)).or_else(|| datasources.iter().find(|d| is_prom(&d.kind)));
+    let default_ds = datasources
+        .iter()
+        .find(|d| d.is_default && is_prom(&d.kind))
+        .or_else(|| datasources.iter().find(|d| is_prom(&d.kind)));
     let scrape_s = default_ds
         .and_then(|d| d.time_interval.as_deref())
         .and_then(|t| humantime::parse_duration(t).ok())
         .map(|d| d.as_secs_f64())
         .unwrap_or(15.0);
     let default_prom = default_ds.map(|d| g.prom(d));
-    let res = resolve_variables(&model, default_prom.as_ref(), range_s, scrape_s, datasources).await;
+    let res = resolve_variables(
+        &model,
+        default_prom.as_ref(),
+        range_s,
+        scrape_s,
+        datasources,
+    )
+    .await;
     report.variables = res.shown.clone();
     let opts = ExplainOptions {
         window: Duration::from_secs_f64(range_s),
@@ -515,17 +699,42 @@ pub async fn scan(g: &GrafanaApi, uid: &str, datasources: &[Ds], lookback: Durat
     };
     let mut jobs = Vec::new();
     for p in all_panels(&model) {
-        let title = p.get("title").and_then(|t| t.as_str()).unwrap_or("(untitled)").to_string();
+        let title = p
+            .get("title")
+            .and_then(|t| t.as_str())
+            .unwrap_or("(untitled)")
+            .to_string();
         let panel_id = p.get("id").and_then(|i| i.as_i64());
         let panel_ds = p.get("datasource");
-        for t in p.get("targets").and_then(|t| t.as_array()).into_iter().flatten() {
+        for t in p
+            .get("targets")
+            .and_then(|t| t.as_array())
+            .into_iter()
+            .flatten()
+        {
             if t.get("hide").and_then(|h| h.as_bool()).unwrap_or(false) {
                 continue;
             }
-            let Some(expr) = t.get("expr").and_then(|e| e.as_str()).filter(|e| !e.trim().is_empty()) else { continue };
-            let ref_id = t.get("refId").and_then(|r| r.as_str()).unwrap_or("A").to_string();
-            let mixed = matches!(panel_ds, Some(Value::String(s)) if s == "-- Mixed --") || panel_ds.and_then(|d| d.get("uid")).and_then(|u| u.as_str()) == Some("-- Mixed --");
-            let ds_ref = if mixed || t.get("datasource").is_some_and(|d| !d.is_null()) { t.get("datasource") } else { panel_ds };
+            let Some(expr) = t
+                .get("expr")
+                .and_then(|e| e.as_str())
+                .filter(|e| !e.trim().is_empty())
+            else {
+                continue;
+            };
+            let ref_id = t
+                .get("refId")
+                .and_then(|r| r.as_str())
+                .unwrap_or("A")
+                .to_string();
+            let mixed = matches!(panel_ds, Some(Value::String(s)) if s == "-- Mixed --")
+                || panel_ds.and_then(|d| d.get("uid")).and_then(|u| u.as_str())
+                    == Some("-- Mixed --");
+            let ds_ref = if mixed || t.get("datasource").is_some_and(|d| !d.is_null()) {
+                t.get("datasource")
+            } else {
+                panel_ds
+            };
             let expanded = expand(expr, &res.vars);
             let finding = |status, detail: String| PanelFinding {
                 panel: title.clone(),

@@ -127,7 +127,10 @@ pub enum ExplainError {
 }
 
 fn render_parse_error(query: &str, message: &str, column: usize) -> String {
-    let line: String = query.chars().map(|c| if c == '\n' { ' ' } else { c }).collect();
+    let line: String = query
+        .chars()
+        .map(|c| if c == '\n' { ' ' } else { c })
+        .collect();
     format!(
         "invalid PromQL: {message}\n  {line}\n  {}^",
         " ".repeat(line.chars().take(column).count())
@@ -141,10 +144,17 @@ pub fn parse(query: &str) -> Result<Expr, ExplainError> {
         Err(message) => {
             let incomplete = |m: &str| {
                 let m = m.to_ascii_lowercase();
-                m.contains("end of input") || m.contains("unclosed") || m.contains("<eof>") || m.contains("unexpected end")
+                m.contains("end of input")
+                    || m.contains("unclosed")
+                    || m.contains("<eof>")
+                    || m.contains("unexpected end")
             };
             let mut column = query.chars().count();
-            let idx: Vec<usize> = query.char_indices().map(|(i, _)| i).chain([query.len()]).collect();
+            let idx: Vec<usize> = query
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain([query.len()])
+                .collect();
             for (col, &end) in idx.iter().enumerate().skip(1) {
                 if let Err(m) = parser::parse(&query[..end])
                     && !incomplete(&m)
@@ -255,16 +265,31 @@ pub fn age(seconds: f64) -> String {
 /// Which exporter or job produces a metric family, by its name.
 pub fn producer(metric: &str) -> (&'static str, &'static str) {
     let m = metric;
-    if m.starts_with("http_server_requests") || m.starts_with("jvm_") || m.starts_with("process_") || m.starts_with("system_")
-        || m.starts_with("tomcat_") || m.starts_with("hikaricp_") || m.starts_with("logback_") || m.starts_with("spring_")
-        || m.starts_with("executor_") || m.starts_with("application_") || m.starts_with("disk_") || m.starts_with("kafka_consumer_")
+    if m.starts_with("http_server_requests")
+        || m.starts_with("jvm_")
+        || m.starts_with("process_")
+        || m.starts_with("system_")
+        || m.starts_with("tomcat_")
+        || m.starts_with("hikaricp_")
+        || m.starts_with("logback_")
+        || m.starts_with("spring_")
+        || m.starts_with("executor_")
+        || m.starts_with("application_")
+        || m.starts_with("disk_")
+        || m.starts_with("kafka_consumer_")
         || m.starts_with("kafka_producer_")
     {
-        ("Spring Boot (Micrometer, /actuator/prometheus)", "kubernetes-pods")
+        (
+            "Spring Boot (Micrometer, /actuator/prometheus)",
+            "kubernetes-pods",
+        )
     } else if m.starts_with("kafka_") {
         ("a Kafka exporter (kafka_exporter)", "kubernetes-pods")
     } else if m.starts_with("container_") || m.starts_with("machine_") {
-        ("cAdvisor (the kubelet's /metrics/cadvisor)", "kubernetes-cadvisor")
+        (
+            "cAdvisor (the kubelet's /metrics/cadvisor)",
+            "kubernetes-cadvisor",
+        )
     } else if m.starts_with("node_") {
         ("the node exporter", "node-exporter")
     } else if m.starts_with("kube_") {
@@ -276,7 +301,10 @@ pub fn producer(metric: &str) -> (&'static str, &'static str) {
 
 fn base_name(m: &str) -> String {
     let mut s = m.to_string();
-    for suf in ["_total", "_count", "_sum", "_bucket", "_max", "_seconds", "_bytes", "_threads", "_ratio", "_percent", "_created"] {
+    for suf in [
+        "_total", "_count", "_sum", "_bucket", "_max", "_seconds", "_bytes", "_threads", "_ratio",
+        "_percent", "_created",
+    ] {
         if let Some(x) = s.strip_suffix(suf) {
             s = x.to_string();
         }
@@ -314,7 +342,10 @@ pub fn nearest_values(want: &str, have: &[String]) -> Vec<String> {
     let mut scored: Vec<(usize, &String)> = have
         .iter()
         .map(|h| {
-            let contained = want.ends_with(h.as_str()) || h.ends_with(want) || want.starts_with(h.as_str()) || h.starts_with(want);
+            let contained = want.ends_with(h.as_str())
+                || h.ends_with(want)
+                || want.starts_with(h.as_str())
+                || h.starts_with(want);
             let d = if contained {
                 want.len().abs_diff(h.len())
             } else {
@@ -368,8 +399,12 @@ fn matches_op(op: &MatchOp, want: &str, have: &str) -> bool {
     match op {
         MatchOp::Equal => want == have,
         MatchOp::NotEqual => want != have,
-        MatchOp::Re(_) => regex::Regex::new(&format!("^(?:{want})$")).is_ok_and(|r| r.is_match(have)),
-        MatchOp::NotRe(_) => !regex::Regex::new(&format!("^(?:{want})$")).is_ok_and(|r| r.is_match(have)),
+        MatchOp::Re(_) => {
+            regex::Regex::new(&format!("^(?:{want})$")).is_ok_and(|r| r.is_match(have))
+        }
+        MatchOp::NotRe(_) => {
+            !regex::Regex::new(&format!("^(?:{want})$")).is_ok_and(|r| r.is_match(have))
+        }
     }
 }
 
@@ -378,7 +413,9 @@ pub async fn scrape_intervals(api: &PromApi) -> BTreeMap<String, Duration> {
     let mut out = BTreeMap::new();
     if let Ok(t) = api.targets().await {
         for x in &t.active_targets {
-            let Some(job) = x.labels.get("job") else { continue };
+            let Some(job) = x.labels.get("job") else {
+                continue;
+            };
             if out.contains_key(job) || x.health != "up" {
                 continue;
             }
@@ -391,15 +428,25 @@ pub async fn scrape_intervals(api: &PromApi) -> BTreeMap<String, Duration> {
 }
 
 /// Runs the query over the window and says data, zero or empty.
-pub async fn evaluate(api: &PromApi, query: &str, window: Duration) -> Result<(QueryResult, usize), PromError> {
+pub async fn evaluate(
+    api: &PromApi,
+    query: &str,
+    window: Duration,
+) -> Result<(QueryResult, usize), PromError> {
     let end = now();
     let start = end - window.as_secs_f64();
     let step = (window.as_secs_f64() / 120.0).max(1.0);
     // The range's last step may fall a little before series younger than one step; Grafana's
     // refresh would show them, so an instant query at the window's end counts too.
-    let (series, at_end) = tokio::join!(api.range(query, start, end, step), api.instant(query, Some(end)));
+    let (series, at_end) = tokio::join!(
+        api.range(query, start, end, step),
+        api.instant(query, Some(end))
+    );
     let series = series?;
-    let mut values: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|(_, v)| *v)).collect();
+    let mut values: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|(_, v)| *v))
+        .collect();
     let mut n = series.iter().filter(|s| !s.points.is_empty()).count();
     if let Ok(now_samples) = at_end {
         n = n.max(now_samples.len());
@@ -422,7 +469,11 @@ struct Ctx<'a> {
 }
 
 /// Explains a query against Prometheus.
-pub async fn explain(api: &PromApi, query: &str, opts: ExplainOptions) -> Result<Explanation, ExplainError> {
+pub async fn explain(
+    api: &PromApi,
+    query: &str,
+    opts: ExplainOptions,
+) -> Result<Explanation, ExplainError> {
     let expr = parse(query)?;
     let found = selectors(&expr);
     let end = now();
@@ -443,7 +494,8 @@ pub async fn explain(api: &PromApi, query: &str, opts: ExplainOptions) -> Result
         names,
         intervals,
     };
-    let reports = futures::future::join_all(found.iter().map(|f| diagnose(&cx, f, prometheus_down))).await;
+    let reports =
+        futures::future::join_all(found.iter().map(|f| diagnose(&cx, f, prometheus_down))).await;
     let mut selectors_out = Vec::new();
     for r in reports {
         selectors_out.push(r.map_err(ExplainError::Prom)?);
@@ -476,10 +528,16 @@ pub async fn explain(api: &PromApi, query: &str, opts: ExplainOptions) -> Result
 fn fix_query(query: &str, c: &SelectorReport) -> Option<String> {
     let first = c.suggestions.first()?;
     let replace = c.evidence.get("replace")?.as_str()?;
-    query.contains(replace).then(|| query.replacen(replace, first, 1))
+    query
+        .contains(replace)
+        .then(|| query.replacen(replace, first, 1))
 }
 
-async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<SelectorReport, PromError> {
+async fn diagnose(
+    cx: &Ctx<'_>,
+    f: &Found,
+    prometheus_down: bool,
+) -> Result<SelectorReport, PromError> {
     let sel = selector_text(&f.vs);
     let shown = match f.range {
         Some(r) => format!("{sel}[{}]", secs(r)),
@@ -495,16 +553,31 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
         remedy: None,
     };
     if prometheus_down {
-        return Ok(report(Verdict::PrometheusDown, format!("Prometheus has no sample at all in the last {w} (not even up): it was down or is not scraping")));
+        return Ok(report(
+            Verdict::PrometheusDown,
+            format!(
+                "Prometheus has no sample at all in the last {w} (not even up): it was down or is not scraping"
+            ),
+        ));
     }
     let metric = metric_name(&f.vs);
     // 1. Present now, over the window?
-    let in_window = cx.api.instant(&format!("count(last_over_time({sel}[{w}]))"), None).await?;
+    let in_window = cx
+        .api
+        .instant(&format!("count(last_over_time({sel}[{w}]))"), None)
+        .await?;
     let count = in_window.first().map(|s| s.value as u64).unwrap_or(0);
     if count > 0 {
         // Window too short for the scrape interval?
         if let Some(range) = f.range {
-            let jobs = cx.api.instant(&format!("count by (job) (last_over_time({sel}[{w}]))"), None).await.unwrap_or_default();
+            let jobs = cx
+                .api
+                .instant(
+                    &format!("count by (job) (last_over_time({sel}[{w}]))"),
+                    None,
+                )
+                .await
+                .unwrap_or_default();
             let interval = jobs
                 .iter()
                 .filter_map(|s| s.metric.get("job").and_then(|j| cx.intervals.get(j)))
@@ -533,13 +606,22 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
             && let Some(m) = metric_name(&f.vs)
             && !m.ends_with("_bucket")
         {
-            let bucket = format!("{}_bucket", m.trim_end_matches("_count").trim_end_matches("_sum").trim_end_matches("_total"));
+            let bucket = format!(
+                "{}_bucket",
+                m.trim_end_matches("_count")
+                    .trim_end_matches("_sum")
+                    .trim_end_matches("_total")
+            );
             let exists = cx.names.iter().any(|n| n == &bucket);
             let mut r = report(
                 Verdict::LabelMissing,
                 format!(
                     "histogram_quantile needs the le label of {bucket}, but the query reads {m}{}",
-                    if exists { String::new() } else { format!(" and {bucket} does not exist (percentile histograms are off)") }
+                    if exists {
+                        String::new()
+                    } else {
+                        format!(" and {bucket} does not exist (percentile histograms are off)")
+                    }
                 ),
             );
             if exists {
@@ -572,13 +654,20 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
                     ),
                 );
                 r.suggestions = vec![format!("{sel}[$__rate_interval]")];
-                r.evidence = json!({"series": count, "range": rs, "replace": format!("{sel}[{rs}]")});
-                r.remedy = Some("# wait a few scrape intervals, or widen the range: [$__rate_interval] or [5m]".into());
+                r.evidence =
+                    json!({"series": count, "range": rs, "replace": format!("{sel}[{rs}]")});
+                r.remedy = Some(
+                    "# wait a few scrape intervals, or widen the range: [$__rate_interval] or [5m]"
+                        .into(),
+                );
                 return Ok(r);
             }
         }
         // Absent vs zero vs present.
-        let zero_q = if matches!(f.func.as_deref(), Some("rate" | "irate" | "increase" | "delta" | "idelta" | "deriv")) {
+        let zero_q = if matches!(
+            f.func.as_deref(),
+            Some("rate" | "irate" | "increase" | "delta" | "idelta" | "deriv")
+        ) {
             format!("sum(increase({sel}[{w}]))")
         } else {
             format!("max(abs(max_over_time({sel}[{w}])))")
@@ -588,7 +677,14 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
         if zero {
             let mut r = report(
                 Verdict::Zero,
-                format!("{count} series of {sel} exist but {} in the last {w}: no traffic", if f.func.is_some() { "never increased" } else { "are all 0" }),
+                format!(
+                    "{count} series of {sel} exist but {} in the last {w}: no traffic",
+                    if f.func.is_some() {
+                        "never increased"
+                    } else {
+                        "are all 0"
+                    }
+                ),
             );
             r.evidence = json!({"series": count});
             r.remedy = Some("# send requests to the service (the guide: log in five times, place an order), then look again".into());
@@ -601,7 +697,13 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
             let exported = format!("exported_{g}");
             let shadowed = cx
                 .api
-                .instant(&format!("count(last_over_time({}[{w}]))", with_label(&sel, &exported, true)), None)
+                .instant(
+                    &format!(
+                        "count(last_over_time({}[{w}]))",
+                        with_label(&sel, &exported, true)
+                    ),
+                    None,
+                )
                 .await
                 .ok()
                 .and_then(|v| v.first().map(|s| s.value))
@@ -611,9 +713,15 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
                     format!("count by ({exported}) (last_over_time({sel}[{w}]))"),
                     format!("count by ({g}) (last_over_time({sel}[{w}]))"),
                 );
-                let (apps, targets) = tokio::join!(cx.api.instant(&qa, None), cx.api.instant(&qt, None));
-                let vals = |v: Result<Vec<crate::probes::prom::Sample>, PromError>, k: &str| -> Vec<String> {
-                    v.unwrap_or_default().iter().filter_map(|s| s.metric.get(k).cloned()).collect()
+                let (apps, targets) =
+                    tokio::join!(cx.api.instant(&qa, None), cx.api.instant(&qt, None));
+                let vals = |v: Result<Vec<crate::probes::prom::Sample>, PromError>,
+                            k: &str|
+                 -> Vec<String> {
+                    v.unwrap_or_default()
+                        .iter()
+                        .filter_map(|s| s.metric.get(k).cloned())
+                        .collect()
                 };
                 let apps = vals(apps, &exported);
                 let targets = vals(targets, g);
@@ -630,14 +738,29 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
                 r.remedy = Some(label_remedy(g, true));
                 return Ok(r);
             }
-            let with = cx.api.instant(&format!("count(last_over_time({}[{w}]))", with_label(&sel, g, true)), None).await;
-            let labelled = with.ok().and_then(|v| v.first().map(|s| s.value)).unwrap_or(0.0);
+            let with = cx
+                .api
+                .instant(
+                    &format!("count(last_over_time({}[{w}]))", with_label(&sel, g, true)),
+                    None,
+                )
+                .await;
+            let labelled = with
+                .ok()
+                .and_then(|v| v.first().map(|s| s.value))
+                .unwrap_or(0.0);
             let missing = count as f64 - labelled;
             if missing > 0.0 {
                 let exported = format!("exported_{g}");
                 let has_exported = cx
                     .api
-                    .instant(&format!("count(last_over_time({}[{w}]))", with_label(&sel, &exported, true)), None)
+                    .instant(
+                        &format!(
+                            "count(last_over_time({}[{w}]))",
+                            with_label(&sel, &exported, true)
+                        ),
+                        None,
+                    )
                     .await
                     .ok()
                     .and_then(|v| v.first().map(|s| s.value))
@@ -646,9 +769,14 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
                 let mut r = report(
                     Verdict::LabelMissing,
                     if has_exported {
-                        format!("the series group by {g} but carry {exported}: the target also has a {g} label, so Prometheus renamed the app's own one")
+                        format!(
+                            "the series group by {g} but carry {exported}: the target also has a {g} label, so Prometheus renamed the app's own one"
+                        )
                     } else {
-                        format!("the series group by {g}, but {} of them have no {g} label", missing as u64)
+                        format!(
+                            "the series group by {g}, but {} of them have no {g} label",
+                            missing as u64
+                        )
                     },
                 );
                 r.evidence = json!({"label": g, "exported": has_exported});
@@ -660,7 +788,10 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
     }
     // 2. Does the metric exist at all?
     let Some(metric) = metric else {
-        return Ok(report(Verdict::MetricMissing, format!("no series match {sel} in the last {w}")));
+        return Ok(report(
+            Verdict::MetricMissing,
+            format!("no series match {sel} in the last {w}"),
+        ));
     };
     if !cx.names.iter().any(|n| n == &metric) {
         let similar = similar_names(&metric, &cx.names);
@@ -670,10 +801,21 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
             format!(
                 "metric {metric} does not exist in the last {}{}; it comes from {who}",
                 secs(cx.opts.lookback),
-                similar.first().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default()
+                similar
+                    .first()
+                    .map(|s| format!(" (did you mean {s}?)"))
+                    .unwrap_or_default()
             ),
         );
-        let job_targets: Vec<String> = if job.is_empty() { vec![] } else { cx.intervals.keys().filter(|j| j.contains(job) || job.contains(j.as_str())).cloned().collect() };
+        let job_targets: Vec<String> = if job.is_empty() {
+            vec![]
+        } else {
+            cx.intervals
+                .keys()
+                .filter(|j| j.contains(job) || job.contains(j.as_str()))
+                .cloned()
+                .collect()
+        };
         r.suggestions = similar.clone();
         r.evidence = json!({"similar": similar, "producer": who, "job": job, "job_present": !job_targets.is_empty(), "replace": metric});
         r.remedy = Some(producer_remedy(&metric, job, !job_targets.is_empty()));
@@ -684,14 +826,20 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
     let step = (cx.opts.lookback.as_secs() / 240).max(15);
     let last_seen = cx
         .api
-        .instant(&format!("max(max_over_time(timestamp({sel})[{lb}:{step}s]))"), None)
+        .instant(
+            &format!("max(max_over_time(timestamp({sel})[{lb}:{step}s]))"),
+            None,
+        )
         .await
         .unwrap_or_default();
     if let Some(ts) = last_seen.first().map(|s| s.value) {
         let ago = now() - ts;
         let mut r = report(
             Verdict::Stale,
-            format!("{sel} was last seen {} ago; the window is the last {w}", age(ago)),
+            format!(
+                "{sel} was last seen {} ago; the window is the last {w}",
+                age(ago)
+            ),
         );
         r.evidence = json!({"last_seen_seconds_ago": ago.round()});
         r.remedy = Some(format!(
@@ -701,27 +849,45 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
         return Ok(r);
     }
     // 4. Labels and values that never occur.
-    for m in f.vs.matchers.matchers.iter().filter(|m| m.name != "__name__") {
+    for m in
+        f.vs.matchers
+            .matchers
+            .iter()
+            .filter(|m| m.name != "__name__")
+    {
         if matches!(m.op, MatchOp::NotEqual | MatchOp::NotRe(_)) && m.value.is_empty() {
             continue;
         }
         let values = cx
             .api
-            .label_values(&m.name, Some(&metric), now() - cx.opts.lookback.as_secs_f64(), now())
+            .label_values(
+                &m.name,
+                Some(&metric),
+                now() - cx.opts.lookback.as_secs_f64(),
+                now(),
+            )
             .await
             .unwrap_or_default();
         if values.is_empty() {
             let exported = format!("exported_{}", m.name);
             let exp_values = cx
                 .api
-                .label_values(&exported, Some(&metric), now() - cx.opts.lookback.as_secs_f64(), now())
+                .label_values(
+                    &exported,
+                    Some(&metric),
+                    now() - cx.opts.lookback.as_secs_f64(),
+                    now(),
+                )
                 .await
                 .unwrap_or_default();
             let has_exported = exp_values.iter().any(|v| matches_op(&m.op, &m.value, v));
             let mut r = report(
                 Verdict::LabelMissing,
                 if has_exported {
-                    format!("{metric} has no label {} but has {exported}: the target's own {} label collided with the app's", m.name, m.name)
+                    format!(
+                        "{metric} has no label {} but has {exported}: the target's own {} label collided with the app's",
+                        m.name, m.name
+                    )
                 } else {
                     format!("{metric} never has a label {:?} in the last {lb}", m.name)
                 },
@@ -739,7 +905,12 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
             let exported = format!("exported_{}", m.name);
             let exp_values = cx
                 .api
-                .label_values(&exported, Some(&metric), now() - cx.opts.lookback.as_secs_f64(), now())
+                .label_values(
+                    &exported,
+                    Some(&metric),
+                    now() - cx.opts.lookback.as_secs_f64(),
+                    now(),
+                )
                 .await
                 .unwrap_or_default();
             if exp_values.iter().any(|v| matches_op(&m.op, &m.value, v)) {
@@ -759,7 +930,8 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
                 return Ok(r);
             }
             let near = nearest_values(&m.value, &values);
-            let only_probes = m.name == "uri" && values.iter().all(|v| crate::probes::data::is_probe_uri(v));
+            let only_probes =
+                m.name == "uri" && values.iter().all(|v| crate::probes::data::is_probe_uri(v));
             let mut r = report(
                 Verdict::ValueMissing,
                 if only_probes {
@@ -769,36 +941,65 @@ async fn diagnose(cx: &Ctx<'_>, f: &Found, prometheus_down: bool) -> Result<Sele
                         values.join(", ")
                     )
                 } else {
-                    format!("label {} never had the value {:?} in the last {lb}", m.name, m.value)
+                    format!(
+                        "label {} never had the value {:?} in the last {lb}",
+                        m.name, m.value
+                    )
                 },
             );
             if only_probes {
                 r.remedy = Some("# send traffic (the guide: log in five times, place an order), then look again".into());
             }
             if !only_probes {
-                r.suggestions = near.iter().take(3).map(|v| matcher_str(&m.name, &m.op, v)).collect();
+                r.suggestions = near
+                    .iter()
+                    .take(3)
+                    .map(|v| matcher_str(&m.name, &m.op, v))
+                    .collect();
             }
             r.evidence = json!({"existing_values": near.iter().take(20).collect::<Vec<_>>(), "replace": matcher_str(&m.name, &m.op, &m.value)});
             return Ok(r);
         }
     }
     // Each matcher alone matches something, but not together.
-    let series = cx.api.series(&metric, now() - cx.opts.lookback.as_secs_f64(), now()).await.unwrap_or_default();
-    let keys: BTreeSet<String> = f.vs.matchers.matchers.iter().filter(|m| m.name != "__name__").map(|m| m.name.clone()).collect();
+    let series = cx
+        .api
+        .series(&metric, now() - cx.opts.lookback.as_secs_f64(), now())
+        .await
+        .unwrap_or_default();
+    let keys: BTreeSet<String> =
+        f.vs.matchers
+            .matchers
+            .iter()
+            .filter(|m| m.name != "__name__")
+            .map(|m| m.name.clone())
+            .collect();
     let combos: BTreeSet<String> = series
         .iter()
-        .map(|s: &Labels| keys.iter().map(|k| format!("{k}={:?}", s.get(k).cloned().unwrap_or_default())).collect::<Vec<_>>().join(", "))
+        .map(|s: &Labels| {
+            keys.iter()
+                .map(|k| format!("{k}={:?}", s.get(k).cloned().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
         .collect();
     let mut r = report(
         Verdict::ValueMissing,
-        format!("no series of {metric} has all of {} at once", keys.iter().cloned().collect::<Vec<_>>().join(", ")),
+        format!(
+            "no series of {metric} has all of {} at once",
+            keys.iter().cloned().collect::<Vec<_>>().join(", ")
+        ),
     );
     r.evidence = json!({"existing_combinations": combos.into_iter().take(20).collect::<Vec<_>>()});
     Ok(r)
 }
 
 fn with_label(sel: &str, label: &str, present: bool) -> String {
-    let m = if present { format!("{label}!=\"\"") } else { format!("{label}=\"\"") };
+    let m = if present {
+        format!("{label}!=\"\"")
+    } else {
+        format!("{label}=\"\"")
+    };
     match sel.strip_suffix('}') {
         Some(head) if head.contains('{') => format!("{head}, {m}}}"),
         _ => format!("{sel}{{{m}}}"),
@@ -813,12 +1014,17 @@ fn label_remedy(label: &str, exported: bool) -> String {
     } else if label == "application" {
         "# tag every metric with the application name (Spring Boot application.yml):\nmanagement:\n  metrics:\n    tags:\n      application: ${spring.application.name}".into()
     } else {
-        format!("# no series carries {label}: check the label name in the app's metrics (curl the pod's /actuator/prometheus)")
+        format!(
+            "# no series carries {label}: check the label name in the app's metrics (curl the pod's /actuator/prometheus)"
+        )
     }
 }
 
 fn producer_remedy(metric: &str, job: &str, job_present: bool) -> String {
-    if metric.starts_with("kafka_") && !metric.starts_with("kafka_consumer_") && !metric.starts_with("kafka_producer_") {
+    if metric.starts_with("kafka_")
+        && !metric.starts_with("kafka_consumer_")
+        && !metric.starts_with("kafka_producer_")
+    {
         "# install a Kafka exporter and let Prometheus scrape it:\nhelm repo add prometheus-community https://prometheus-community.github.io/helm-charts\nhelm install kafka-exporter prometheus-community/prometheus-kafka-exporter -n monitoring \\\n  --set kafkaServer={kafka.metacoding.svc.cluster.local:9092} \\\n  --set-string 'podAnnotations.prometheus\\.io/scrape=true'\n# until then, the guide's fallback panel: sum(jvm_memory_used_bytes{area=\"heap\"}) by (application)".into()
     } else if metric.starts_with("container_") {
         "# no job scrapes the kubelet's cAdvisor; add it to prometheus.yml:\n- job_name: kubernetes-cadvisor\n  scheme: https\n  metrics_path: /metrics/cadvisor\n  kubernetes_sd_configs:\n    - role: node\n  tls_config:\n    ca_file: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt\n  bearer_token_file: /var/run/secrets/kubernetes.io/serviceaccount/token".into()
@@ -827,8 +1033,12 @@ fn producer_remedy(metric: &str, job: &str, job_present: bool) -> String {
     } else if metric.ends_with("_bucket") {
         "# Spring Boot publishes histogram buckets only when asked (application.yml):\nmanagement:\n  metrics:\n    distribution:\n      percentiles-histogram:\n        http.server.requests: true".into()
     } else if !job_present && !job.is_empty() {
-        format!("# no {job} job has targets in Prometheus: add the job, or check its targets with msa-doctor --only prometheus.targets")
+        format!(
+            "# no {job} job has targets in Prometheus: add the job, or check its targets with msa-doctor --only prometheus.targets"
+        )
     } else {
-        format!("# {metric} is not exported by anything Prometheus scrapes: check the name, or curl the exporter's /metrics")
+        format!(
+            "# {metric} is not exported by anything Prometheus scrapes: check the name, or curl the exporter's /metrics"
+        )
     }
 }

@@ -33,7 +33,10 @@ impl Dashboards {
             Some(l) => crate::settings::parse_duration(&l).map_err(BuildError::Args)?,
             None => Duration::from_secs(6 * 3600),
         };
-        Ok(Dashboards { uids: a.uids, lookback })
+        Ok(Dashboards {
+            uids: a.uids,
+            lookback,
+        })
     }
 }
 
@@ -61,7 +64,11 @@ impl Probe for Dashboards {
         } else {
             self.uids.clone()
         };
-        let reports = futures::future::join_all(uids.iter().map(|u| dashboard::scan(&g, u, &dss, self.lookback))).await;
+        let reports = futures::future::join_all(
+            uids.iter()
+                .map(|u| dashboard::scan(&g, u, &dss, self.lookback)),
+        )
+        .await;
         let total: usize = reports.iter().map(|r| r.panels.len()).sum();
         let mut empty = Vec::new();
         let mut remedies = Vec::new();
@@ -71,7 +78,9 @@ impl Probe for Dashboards {
             }
             for p in r.empty_panels() {
                 empty.push(format!("{} / {}: {}", r.title, p.panel, p.detail));
-                if p.status == PanelStatus::DatasourceUnresolved && !remedies.iter().any(|x: &String| x.contains(&r.uid)) {
+                if p.status == PanelStatus::DatasourceUnresolved
+                    && !remedies.iter().any(|x: &String| x.contains(&r.uid))
+                {
                     remedies.push(format!(
                         "# dashboard {:?} was exported for sharing: its ${{DS_...}} inputs were never replaced.\n# Dashboards > New > Import > upload the JSON > pick the Prometheus data source, or:\ncurl -s -u admin {}/api/dashboards/uid/{} | sed 's/${{DS_PROMETHEUS}}/prometheus/g'    # then re-import",
                         r.title, cx.settings.grafana_url, r.uid
@@ -94,15 +103,25 @@ impl Probe for Dashboards {
             })
             .collect();
         if empty.is_empty() {
-            return Outcome::pass(format!("{} dashboards, {total} panel queries, all with data", reports.len())).evidence("dashboards", summary);
+            return Outcome::pass(format!(
+                "{} dashboards, {total} panel queries, all with data",
+                reports.len()
+            ))
+            .evidence("dashboards", summary);
         }
         let more = remedies.len().saturating_sub(6);
         remedies.truncate(6);
         if more > 0 {
-            remedies.push(format!("# ... and {more} more: msa-doctor explain --all-dashboards"));
+            remedies.push(format!(
+                "# ... and {more} more: msa-doctor explain --all-dashboards"
+            ));
         }
-        Outcome::fail(format!("{} of {total} panel queries show no data: {}", empty.len(), empty.join(" | ")))
-            .evidence("dashboards", summary)
-            .remedy(remedies.join("\n"))
+        Outcome::fail(format!(
+            "{} of {total} panel queries show no data: {}",
+            empty.len(),
+            empty.join(" | ")
+        ))
+        .evidence("dashboards", summary)
+        .remedy(remedies.join("\n"))
     }
 }

@@ -23,13 +23,21 @@ fn window_str(d: Duration) -> String {
 /// Whether a series (by its labels) is one of the service's.
 pub fn series_of(s: &Sample, svc: &str) -> bool {
     let prefix = format!("{svc}-");
-    ["application", "exported_application", "app", "service"].iter().any(|k| s.metric.get(*k).is_some_and(|v| v == svc))
-        || ["pod", "kubernetes_pod_name"].iter().any(|k| s.metric.get(*k).is_some_and(|v| v.starts_with(&prefix)))
+    ["application", "exported_application", "app", "service"]
+        .iter()
+        .any(|k| s.metric.get(*k).is_some_and(|v| v == svc))
+        || ["pod", "kubernetes_pod_name"]
+            .iter()
+            .any(|k| s.metric.get(*k).is_some_and(|v| v.starts_with(&prefix)))
 }
 
 /// Prometheus's own scrapes and health probes are not traffic.
 pub fn is_probe_uri(uri: &str) -> bool {
-    uri.starts_with("/actuator") || uri == "/health" || uri == "/metrics" || uri == "/prometheus" || uri.starts_with("/healthz")
+    uri.starts_with("/actuator")
+        || uri == "/health"
+        || uri == "/metrics"
+        || uri == "/prometheus"
+        || uri.starts_with("/healthz")
 }
 
 /// `kind = "data.traffic"`: every service received user requests within the window.
@@ -52,14 +60,19 @@ impl Probe for Traffic {
         };
         let w = format!("{}s", cx.settings.window.as_secs().max(1));
         let by = "application, exported_application, app, service, pod, kubernetes_pod_name, uri";
-        let exist_q = format!("count by ({by}) (last_over_time(http_server_requests_seconds_count[{w}]))");
+        let exist_q =
+            format!("count by ({by}) (last_over_time(http_server_requests_seconds_count[{w}]))");
         let incr_q = format!("sum by ({by}) (increase(http_server_requests_seconds_count[{w}]))");
         // A series born inside the window was created by a request inside it (Micrometer
         // starts it at 1), which increase() cannot see.
         let new_q = format!(
             "count by ({by}) (last_over_time(http_server_requests_seconds_count[{w}]) unless http_server_requests_seconds_count offset {w})"
         );
-        let (exist, incr, born) = tokio::join!(api.instant(&exist_q, None), api.instant(&incr_q, None), api.instant(&new_q, None));
+        let (exist, incr, born) = tokio::join!(
+            api.instant(&exist_q, None),
+            api.instant(&incr_q, None),
+            api.instant(&new_q, None)
+        );
         let born = born.unwrap_or_default();
         let exist = match exist {
             Ok(v) => v,
@@ -71,7 +84,11 @@ impl Probe for Traffic {
         let mut none = Vec::new();
         for svc in &cx.settings.services {
             let all: Vec<&Sample> = exist.iter().filter(|s| series_of(s, svc)).collect();
-            let user: Vec<&Sample> = all.iter().copied().filter(|s| s.metric.get("uri").is_none_or(|u| !is_probe_uri(u))).collect();
+            let user: Vec<&Sample> = all
+                .iter()
+                .copied()
+                .filter(|s| s.metric.get("uri").is_none_or(|u| !is_probe_uri(u)))
+                .collect();
             let mut by_uri: BTreeMap<String, f64> = BTreeMap::new();
             for s in incr.iter().filter(|s| series_of(s, svc)) {
                 let uri = s.metric.get("uri").cloned().unwrap_or_default();
@@ -88,7 +105,10 @@ impl Probe for Traffic {
             }
             let total: f64 = by_uri.values().sum();
             if all.is_empty() {
-                problems.push(format!("{svc}: no http_server_requests_seconds series at all in the last {}", window_str(cx.settings.window)));
+                problems.push(format!(
+                    "{svc}: no http_server_requests_seconds series at all in the last {}",
+                    window_str(cx.settings.window)
+                ));
                 evidence.insert(svc.clone(), json!({"verdict": "no-series"}));
                 none.push(svc.clone());
             } else if user.is_empty() {
@@ -98,12 +118,22 @@ impl Probe for Traffic {
                 evidence.insert(svc.clone(), json!({"verdict": "no-request"}));
                 none.push(svc.clone());
             } else if total <= 0.0 {
-                problems.push(format!("{svc}: requests happened before, but none in the last {}", window_str(cx.settings.window)));
+                problems.push(format!(
+                    "{svc}: requests happened before, but none in the last {}",
+                    window_str(cx.settings.window)
+                ));
                 evidence.insert(svc.clone(), json!({"verdict": "zero"}));
                 none.push(svc.clone());
             } else {
-                let top: Vec<String> = by_uri.iter().filter(|(_, v)| **v > 0.0).map(|(u, v)| format!("{u} ~{}", v.round())).collect();
-                evidence.insert(svc.clone(), json!({"verdict": "traffic", "requests": total.round(), "uris": top}));
+                let top: Vec<String> = by_uri
+                    .iter()
+                    .filter(|(_, v)| **v > 0.0)
+                    .map(|(u, v)| format!("{u} ~{}", v.round()))
+                    .collect();
+                evidence.insert(
+                    svc.clone(),
+                    json!({"verdict": "traffic", "requests": total.round(), "uris": top}),
+                );
             }
         }
         if problems.is_empty() {
@@ -169,17 +199,28 @@ impl Probe for TimeRange {
         let window = cx.settings.window;
         let metrics = "http_server_requests_seconds_count|jvm_memory_used_bytes";
         let fresh_q = format!("count({{__name__=~\"{metrics}\"}})");
-        let age_q = format!("time() - max(max_over_time(timestamp({{__name__=~\"{metrics}\"}})[6h:1m]))");
+        let age_q =
+            format!("time() - max(max_over_time(timestamp({{__name__=~\"{metrics}\"}})[6h:1m]))");
         let grafana_date = async {
             if let Some(g) = cx.facts.get::<GrafanaInfo>() {
                 return g.date.map(|d| (d, now()));
             }
-            let req = cx.clients.http.get(format!("{}/api/health", cx.settings.grafana_url)).timeout(Duration::from_secs(2).min(cx.timeout));
+            let req = cx
+                .clients
+                .http
+                .get(format!("{}/api/health", cx.settings.grafana_url))
+                .timeout(Duration::from_secs(2).min(cx.timeout));
             let a = send(req).await.ok()?;
-            let d = a.headers.get(reqwest::header::DATE)?.to_str().ok().and_then(httpdate)?;
+            let d = a
+                .headers
+                .get(reqwest::header::DATE)?
+                .to_str()
+                .ok()
+                .and_then(httpdate)?;
             Some((d, now()))
         };
-        let (fresh, targets, gdate) = tokio::join!(api.instant(&fresh_q, None), api.targets(), grafana_date);
+        let (fresh, targets, gdate) =
+            tokio::join!(api.instant(&fresh_q, None), api.targets(), grafana_date);
         let fresh = match fresh {
             Ok(f) => f.first().map(|s| s.value).unwrap_or(0.0),
             Err(e) => return call_failed(cx, &api, "the freshness query", &e),
@@ -218,9 +259,19 @@ impl Probe for TimeRange {
             let mine: Vec<&super::prom::Target> = t
                 .active_targets
                 .iter()
-                .filter(|t| t.health == "up" && cx.settings.services.iter().any(|s| super::prom::belongs(t, s, &cx.settings.namespace)))
+                .filter(|t| {
+                    t.health == "up"
+                        && cx
+                            .settings
+                            .services
+                            .iter()
+                            .any(|s| super::prom::belongs(t, s, &cx.settings.namespace))
+                })
                 .collect();
-            let mut interval = mine.iter().filter_map(|t| prom_duration(&t.scrape_interval)).max();
+            let mut interval = mine
+                .iter()
+                .filter_map(|t| prom_duration(&t.scrape_interval))
+                .max();
             if interval.is_none()
                 && let Some(first) = mine.first()
             {
@@ -255,31 +306,55 @@ impl Probe for TimeRange {
         let mut skews = Vec::new();
         if let Some(p) = cx.facts.get::<PromInfo>() {
             let skew = p.server_time - p.local_time + p.rtt.as_secs_f64() / 2.0;
-            o_evidence.insert("prometheus_clock_skew_s".into(), json!((skew * 10.0).round() / 10.0));
+            o_evidence.insert(
+                "prometheus_clock_skew_s".into(),
+                json!((skew * 10.0).round() / 10.0),
+            );
             if skew.abs() > self.max_skew.as_secs_f64() {
-                skews.push(format!("Prometheus's clock is {:.0} s {}", skew.abs(), if skew > 0.0 { "ahead" } else { "behind" }));
+                skews.push(format!(
+                    "Prometheus's clock is {:.0} s {}",
+                    skew.abs(),
+                    if skew > 0.0 { "ahead" } else { "behind" }
+                ));
             }
         }
         if let Some((d, local)) = gdate {
-            let gs = d.duration_since(std::time::UNIX_EPOCH).map(|x| x.as_secs_f64()).unwrap_or(0.0);
+            let gs = d
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|x| x.as_secs_f64())
+                .unwrap_or(0.0);
             let skew = gs - local;
             o_evidence.insert("grafana_clock_skew_s".into(), json!(skew.round()));
             if skew.abs() > self.max_skew.as_secs_f64() + 1.0 {
-                skews.push(format!("Grafana's clock is {:.0} s {}", skew.abs(), if skew > 0.0 { "ahead" } else { "behind" }));
+                skews.push(format!(
+                    "Grafana's clock is {:.0} s {}",
+                    skew.abs(),
+                    if skew > 0.0 { "ahead" } else { "behind" }
+                ));
             }
         }
         if !skews.is_empty() {
-            fails.push(format!("{} of this machine's: \"Last 15 minutes\" means another time to each", skews.join(", ")));
+            fails.push(format!(
+                "{} of this machine's: \"Last 15 minutes\" means another time to each",
+                skews.join(", ")
+            ));
             remedies.push("# put this machine's clock right:\nsudo timedatectl set-ntp true    # Linux\nsudo sntp -sS time.apple.com     # macOS\nsudo hwclock -s                  # WSL after sleep".into());
         }
         let evidence = serde_json::Value::Object(o_evidence);
         if !fails.is_empty() {
             fails.extend(warns);
-            return Outcome::fail(fails.join("; ")).evidence("time", evidence).remedy(remedies.join("\n"));
+            return Outcome::fail(fails.join("; "))
+                .evidence("time", evidence)
+                .remedy(remedies.join("\n"));
         }
         if !warns.is_empty() {
-            return Outcome::warn(warns.join("; ")).evidence("time", evidence).remedy(remedies.join("\n"));
+            return Outcome::warn(warns.join("; "))
+                .evidence("time", evidence)
+                .remedy(remedies.join("\n"));
         }
-        Outcome::pass(format!("fresh data inside the last {win}, rate windows fit the scrape interval, clocks agree")).evidence("time", evidence)
+        Outcome::pass(format!(
+            "fresh data inside the last {win}, rate windows fit the scrape interval, clocks agree"
+        ))
+        .evidence("time", evidence)
     }
 }

@@ -174,9 +174,12 @@ impl Probe for Access {
                 if why.starts_with("connection refused") && is_local(cx) {
                     return refused_with_cluster(cx, &health_url, port).await;
                 }
-                let mut o = Outcome::fail(format!("cannot reach Grafana at {}: {why}", cx.settings.grafana_url))
-                    .evidence("url", &health_url)
-                    .evidence("error", &why);
+                let mut o = Outcome::fail(format!(
+                    "cannot reach Grafana at {}: {why}",
+                    cx.settings.grafana_url
+                ))
+                .evidence("url", &health_url)
+                .evidence("error", &why);
                 if why.starts_with("TLS") {
                     o = o.remedy(format!(
                         "# a port-forward speaks plain HTTP: use http://, not https://\nmsa-doctor --grafana-url http://localhost:{port}"
@@ -341,7 +344,11 @@ fn not_grafana(a: &Answer, what: &str) -> Outcome {
     Outcome::error(format!(
         "{what} answered HTTP {} with {}, not a Grafana answer",
         a.status,
-        if a.is_html() { "an HTML page".to_string() } else { format!("{:?}", cut(&a.text(), 120)) }
+        if a.is_html() {
+            "an HTML page".to_string()
+        } else {
+            format!("{:?}", cut(&a.text(), 120))
+        }
     ))
     .evidence("status", a.status)
 }
@@ -363,15 +370,21 @@ impl Probe for Login {
         let ns = &cx.settings.monitoring_namespace;
         match &cx.settings.grafana_auth {
             GrafanaAuth::Token(token) => {
-                let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", token.expose())) else {
-                    return Outcome::fail("the Grafana token holds characters that cannot be sent in a header")
-                        .remedy("export GRAFANA_TOKEN=glsa_...    # the token exactly as Grafana showed it");
+                let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                else {
+                    return Outcome::fail(
+                        "the Grafana token holds characters that cannot be sent in a header",
+                    )
+                    .remedy(
+                        "export GRAFANA_TOKEN=glsa_...    # the token exactly as Grafana showed it",
+                    );
                 };
                 value.set_sensitive(true);
                 let session = GrafanaSession {
                     header: (reqwest::header::AUTHORIZATION, value),
                 };
-                let req = session.apply(cx.clients.http.get(url(cx, "/api/org")).timeout(cx.timeout));
+                let req =
+                    session.apply(cx.clients.http.get(url(cx, "/api/org")).timeout(cx.timeout));
                 match send(req).await {
                     Ok(a) if a.status == 200 && a.json().is_some() => {
                         cx.facts.put(session);
@@ -396,11 +409,19 @@ impl Probe for Login {
                 defaulted,
             } => {
                 let body = serde_json::json!({"user": user, "password": password.expose()});
-                let req = cx.clients.http.post(url(cx, "/login")).json(&body).timeout(cx.timeout);
+                let req = cx
+                    .clients
+                    .http
+                    .post(url(cx, "/login"))
+                    .json(&body)
+                    .timeout(cx.timeout);
                 let a = match send(req).await {
                     Ok(a) => a,
                     Err(e) => {
-                        return Outcome::error(format!("POST /login: {}", describe_reqwest_error(&e)));
+                        return Outcome::error(format!(
+                            "POST /login: {}",
+                            describe_reqwest_error(&e)
+                        ));
                     }
                 };
                 match a.status {
@@ -430,14 +451,24 @@ impl Probe for Login {
                         match session {
                             Some(s) => {
                                 cx.facts.put(s);
-                                Outcome::pass(format!("logged in to Grafana as {user}")).evidence("user", user)
+                                Outcome::pass(format!("logged in to Grafana as {user}"))
+                                    .evidence("user", user)
                             }
-                            None => Outcome::error("Grafana accepted the login but gave no usable session"),
+                            None => Outcome::error(
+                                "Grafana accepted the login but gave no usable session",
+                            ),
                         }
                     }
                     400 | 401 if a.json().is_some() => {
                         let msg = a.message().unwrap_or_default();
-                        let id = a.json().and_then(|j| j.get("messageId").and_then(|m| m.as_str()).map(str::to_string)).unwrap_or_default();
+                        let id = a
+                            .json()
+                            .and_then(|j| {
+                                j.get("messageId")
+                                    .and_then(|m| m.as_str())
+                                    .map(str::to_string)
+                            })
+                            .unwrap_or_default();
                         if id == "login-attempt.blocked" {
                             return Outcome::fail(format!("Grafana blocks logins for {user} after too many failed attempts"))
                                 .evidence("user", user)
@@ -484,7 +515,12 @@ impl Probe for DefaultPassword {
     async fn run(&self, cx: &CheckCtx) -> Outcome {
         let ns = &cx.settings.monitoring_namespace;
         let body = serde_json::json!({"user": "admin", "password": "admin"});
-        let req = cx.clients.http.post(url(cx, "/login")).json(&body).timeout(cx.timeout);
+        let req = cx
+            .clients
+            .http
+            .post(url(cx, "/login"))
+            .json(&body)
+            .timeout(cx.timeout);
         match send(req).await {
             Ok(a) if a.status == 200 => Outcome::fail(
                 "admin/admin still logs in to Grafana: anyone who reaches the port can change every dashboard",
@@ -540,7 +576,11 @@ struct DsItem {
 }
 
 /// Data source plugin types that speak the Prometheus API.
-const PROM_TYPES: &[&str] = &["prometheus", "victoriametrics-datasource", "victoriametrics-metrics-datasource"];
+const PROM_TYPES: &[&str] = &[
+    "prometheus",
+    "victoriametrics-datasource",
+    "victoriametrics-metrics-datasource",
+];
 
 /// The in-cluster URL of Prometheus to suggest.
 async fn prometheus_service_url(cx: &CheckCtx) -> String {
@@ -569,10 +609,20 @@ impl Probe for DatasourceCheck {
             return Outcome::error("no Grafana session: grafana.login did not record one");
         };
         let ns = &cx.settings.monitoring_namespace;
-        let req = session.apply(cx.clients.http.get(url(cx, "/api/datasources")).timeout(cx.timeout));
+        let req = session.apply(
+            cx.clients
+                .http
+                .get(url(cx, "/api/datasources"))
+                .timeout(cx.timeout),
+        );
         let a = match send(req).await {
             Ok(a) => a,
-            Err(e) => return Outcome::error(format!("GET /api/datasources: {}", describe_reqwest_error(&e))),
+            Err(e) => {
+                return Outcome::error(format!(
+                    "GET /api/datasources: {}",
+                    describe_reqwest_error(&e)
+                ));
+            }
         };
         if a.status == 403 {
             return Outcome::error(format!(
@@ -585,14 +635,26 @@ impl Probe for DatasourceCheck {
             (200, Ok(l)) => l,
             _ => return not_grafana(&a, "GET /api/datasources"),
         };
-        let all: Vec<String> = list.iter().map(|d| format!("{} ({})", d.name, d.kind)).collect();
-        let proms: Vec<&DsItem> = list.iter().filter(|d| PROM_TYPES.contains(&d.kind.as_str())).collect();
+        let all: Vec<String> = list
+            .iter()
+            .map(|d| format!("{} ({})", d.name, d.kind))
+            .collect();
+        let proms: Vec<&DsItem> = list
+            .iter()
+            .filter(|d| PROM_TYPES.contains(&d.kind.as_str()))
+            .collect();
         if proms.is_empty() {
             let url = prometheus_service_url(cx).await;
-            let seen = if all.is_empty() { "none at all".to_string() } else { all.join(", ") };
-            return Outcome::fail(format!("Grafana has no Prometheus data source (data sources: {seen})"))
-                .evidence("datasources", &all)
-                .remedy(provisioning_yaml(ns, &url));
+            let seen = if all.is_empty() {
+                "none at all".to_string()
+            } else {
+                all.join(", ")
+            };
+            return Outcome::fail(format!(
+                "Grafana has no Prometheus data source (data sources: {seen})"
+            ))
+            .evidence("datasources", &all)
+            .remedy(provisioning_yaml(ns, &url));
         }
         let chosen: &DsItem = match &self.name {
             Some(n) => match proms.iter().find(|d| &d.name == n) {
@@ -600,7 +662,11 @@ impl Probe for DatasourceCheck {
                 None => {
                     return Outcome::fail(format!(
                         "no Prometheus data source is named {n:?} (there are: {})",
-                        proms.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+                        proms
+                            .iter()
+                            .map(|d| d.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ))
                     .evidence("datasources", &all);
                 }
@@ -616,7 +682,11 @@ impl Probe for DatasourceCheck {
                 " ({} Prometheus data sources; the checks use {:?}{})",
                 proms.len(),
                 chosen.name,
-                if chosen.is_default { ", the default" } else { "" }
+                if chosen.is_default {
+                    ", the default"
+                } else {
+                    ""
+                }
             )
         } else {
             String::new()
@@ -628,16 +698,28 @@ impl Probe for DatasourceCheck {
             kind: chosen.kind.clone(),
         };
         let health_path = format!("/api/datasources/uid/{}/health", chosen.uid);
-        let req = session.apply(cx.clients.http.get(url(cx, &health_path)).timeout(cx.timeout));
+        let req = session.apply(
+            cx.clients
+                .http
+                .get(url(cx, &health_path))
+                .timeout(cx.timeout),
+        );
         let a = match send(req).await {
             Ok(a) => a,
             Err(e) => {
-                return Outcome::error(format!("GET {health_path}: {}", describe_reqwest_error(&e)))
-                    .evidence("datasource", &chosen.name);
+                return Outcome::error(format!(
+                    "GET {health_path}: {}",
+                    describe_reqwest_error(&e)
+                ))
+                .evidence("datasource", &chosen.name);
             }
         };
         let body = a.json();
-        let status = body.as_ref().and_then(|b| b.get("status")).and_then(|s| s.as_str()).unwrap_or("");
+        let status = body
+            .as_ref()
+            .and_then(|b| b.get("status"))
+            .and_then(|s| s.as_str())
+            .unwrap_or("");
         let message = a.message().unwrap_or_default();
         let base = |o: Outcome| {
             o.evidence("datasource", &chosen.name)
@@ -667,45 +749,68 @@ impl Probe for DatasourceCheck {
         let good_url = prometheus_service_url(cx).await;
         let ds_url = chosen.url.trim_end_matches('/');
         let lower = message.to_ascii_lowercase();
-        let host = reqwest::Url::parse(ds_url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+        let host = reqwest::Url::parse(ds_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
         let edit = format!(
             "# Grafana > Connections > Data sources > {} > URL, then Save & test; or in the provisioning ConfigMap:\n",
             chosen.name
         );
         let (why, remedy) = if host == "localhost" || host.starts_with("127.") || host == "::1" {
             (
-                format!("its URL {ds_url} points at localhost, which inside Grafana's pod is the pod itself"),
+                format!(
+                    "its URL {ds_url} points at localhost, which inside Grafana's pod is the pod itself"
+                ),
                 format!("{edit}#   url: {good_url}"),
             )
         } else if lower.contains("connection refused") {
             (
                 format!("nothing listens at {ds_url} (connection refused)"),
-                format!("kubectl get svc -A | grep -i prometheus    # the Service and its port\n{edit}#   url: {good_url}"),
+                format!(
+                    "kubectl get svc -A | grep -i prometheus    # the Service and its port\n{edit}#   url: {good_url}"
+                ),
             )
         } else if lower.contains("no such host") || lower.contains("server misbehaving") {
             (
                 format!("the host {host:?} does not resolve inside the cluster"),
-                format!("kubectl get svc -A | grep -i prometheus    # the real Service name\n{edit}#   url: {good_url}"),
+                format!(
+                    "kubectl get svc -A | grep -i prometheus    # the real Service name\n{edit}#   url: {good_url}"
+                ),
             )
         } else if lower.contains("timeout") || lower.contains("deadline exceeded") {
             (
-                format!("{ds_url} did not answer in time (a NetworkPolicy, a wrong port, or Prometheus overloaded)"),
+                format!(
+                    "{ds_url} did not answer in time (a NetworkPolicy, a wrong port, or Prometheus overloaded)"
+                ),
                 format!(
                     "kubectl get networkpolicy -n {ns}\nkubectl -n {ns} get pods -l app.kubernetes.io/name=prometheus\n{edit}#   url: {good_url}"
                 ),
             )
-        } else if lower.starts_with("401") || lower.contains("unauthorized") || lower.starts_with("403") {
+        } else if lower.starts_with("401")
+            || lower.contains("unauthorized")
+            || lower.starts_with("403")
+        {
             (
                 format!("Prometheus at {ds_url} asks for credentials"),
-                format!("{edit}# enable Basic auth (or a bearer header) in the data source with Prometheus's credentials"),
+                format!(
+                    "{edit}# enable Basic auth (or a bearer header) in the data source with Prometheus's credentials"
+                ),
             )
         } else if lower.starts_with("404") {
             (
-                format!("{ds_url} has no /api/v1/query: Prometheus serves under a path prefix (--web.route-prefix), or it is not Prometheus"),
-                format!("{edit}#   url: {ds_url}/prometheus    # add the prefix Prometheus was started with"),
+                format!(
+                    "{ds_url} has no /api/v1/query: Prometheus serves under a path prefix (--web.route-prefix), or it is not Prometheus"
+                ),
+                format!(
+                    "{edit}#   url: {ds_url}/prometheus    # add the prefix Prometheus was started with"
+                ),
             )
         } else {
-            (format!("the health test says: {}", cut(&message, 200)), format!("{edit}#   url: {good_url}"))
+            (
+                format!("the health test says: {}", cut(&message, 200)),
+                format!("{edit}#   url: {good_url}"),
+            )
         };
         base(
             Outcome::fail(format!("data source {:?} is broken: {why}", chosen.name))

@@ -33,19 +33,44 @@ impl ExporterCheck {
     }
 }
 
-const EXPORTER_WORDS: &[&str] = &["kafka-exporter", "kafka_exporter", "kafka-lag-exporter", "kminion", "burrow"];
+const EXPORTER_WORDS: &[&str] = &[
+    "kafka-exporter",
+    "kafka_exporter",
+    "kafka-lag-exporter",
+    "kminion",
+    "burrow",
+];
 
 /// Exporter pods in any namespace (or the two the user named, when listing all is forbidden).
 async fn exporter_pods(cx: &CheckCtx) -> Option<Vec<(String, String, String)>> {
     let client = cx.kube().await.ok()?;
     let matches = |p: &Pod| {
         let name = p.metadata.name.clone().unwrap_or_default();
-        let images: Vec<String> = p.spec.as_ref().map(|s| s.containers.iter().filter_map(|c| c.image.clone()).collect()).unwrap_or_default();
-        EXPORTER_WORDS.iter().any(|w| name.contains(w) || images.iter().any(|i| i.contains(w)))
+        let images: Vec<String> = p
+            .spec
+            .as_ref()
+            .map(|s| {
+                s.containers
+                    .iter()
+                    .filter_map(|c| c.image.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        EXPORTER_WORDS
+            .iter()
+            .any(|w| name.contains(w) || images.iter().any(|i| i.contains(w)))
     };
     let to_row = |p: Pod| {
-        let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
-        (p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone().unwrap_or_default(), phase)
+        let phase = p
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        (
+            p.metadata.namespace.clone().unwrap_or_default(),
+            p.metadata.name.clone().unwrap_or_default(),
+            phase,
+        )
     };
     let all: Api<Pod> = Api::all(client.clone());
     match all.list(&ListParams::default()).await {
@@ -79,10 +104,16 @@ impl Probe for ExporterCheck {
             Err(o) => return o,
         };
         let topic = cx.settings.topic.clone();
-        let budget = cx.timeout.saturating_sub(Duration::from_millis(300)).max(Duration::from_millis(100));
+        let budget = cx
+            .timeout
+            .saturating_sub(Duration::from_millis(300))
+            .max(Duration::from_millis(100));
         let (brokers, lag, partitions, pods) = tokio::join!(
             api.instant("max(kafka_brokers)", None),
-            api.instant("count by (topic, consumergroup) (kafka_consumergroup_lag)", None),
+            api.instant(
+                "count by (topic, consumergroup) (kafka_consumergroup_lag)",
+                None
+            ),
             api.instant("count by (topic) (kafka_topic_partitions)", None),
             tokio::time::timeout(budget, exporter_pods(cx))
         );
@@ -92,8 +123,19 @@ impl Probe for ExporterCheck {
         };
         let pods = pods.ok().flatten();
         let lag = lag.unwrap_or_default();
-        let topics: BTreeSet<String> = partitions.unwrap_or_default().into_iter().filter_map(|s| s.metric.get("topic").cloned()).collect();
-        let pod_names: Vec<String> = pods.as_ref().map(|p| p.iter().map(|(ns, n, phase)| format!("{ns}/{n} ({phase})")).collect()).unwrap_or_default();
+        let topics: BTreeSet<String> = partitions
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|s| s.metric.get("topic").cloned())
+            .collect();
+        let pod_names: Vec<String> = pods
+            .as_ref()
+            .map(|p| {
+                p.iter()
+                    .map(|(ns, n, phase)| format!("{ns}/{n} ({phase})"))
+                    .collect()
+            })
+            .unwrap_or_default();
         let Some(brokers) = brokers else {
             let present = pods.as_ref().is_some_and(|p| !p.is_empty());
             cx.facts.put(KafkaExporter { present });
@@ -121,10 +163,25 @@ impl Probe for ExporterCheck {
                     ns = cx.settings.namespace
                 ));
         }
-        let lag_topics: BTreeSet<String> = lag.iter().filter_map(|s| s.metric.get("topic").cloned()).collect();
-        let groups: BTreeSet<String> = lag.iter().filter(|s| s.metric.get("topic") == Some(&topic)).filter_map(|s| s.metric.get("consumergroup").cloned()).collect();
-        let seen: Vec<String> = topics.iter().filter(|t| !t.starts_with("__")).cloned().collect();
-        let base = |o: Outcome| o.evidence("kafka_brokers", brokers).evidence("topics", &seen).evidence("exporter_pods", &pod_names);
+        let lag_topics: BTreeSet<String> = lag
+            .iter()
+            .filter_map(|s| s.metric.get("topic").cloned())
+            .collect();
+        let groups: BTreeSet<String> = lag
+            .iter()
+            .filter(|s| s.metric.get("topic") == Some(&topic))
+            .filter_map(|s| s.metric.get("consumergroup").cloned())
+            .collect();
+        let seen: Vec<String> = topics
+            .iter()
+            .filter(|t| !t.starts_with("__"))
+            .cloned()
+            .collect();
+        let base = |o: Outcome| {
+            o.evidence("kafka_brokers", brokers)
+                .evidence("topics", &seen)
+                .evidence("exporter_pods", &pod_names)
+        };
         if !groups.is_empty() {
             return base(Outcome::pass(format!(
                 "the Kafka exporter sees {} broker(s) and consumer lag of {} on {topic}",

@@ -65,11 +65,19 @@ pub enum ServiceLookup {
 }
 
 /// Looks up `svc/grafana` in `ns`, its port and its ready endpoints.
-pub async fn grafana_service(client: &kube::Client, ns: &str) -> Result<ServiceInfo, ServiceLookup> {
+pub async fn grafana_service(
+    client: &kube::Client,
+    ns: &str,
+) -> Result<ServiceInfo, ServiceLookup> {
     let svcs: Api<Service> = Api::namespaced(client.clone(), ns);
     match svcs.get_opt("grafana").await {
         Ok(Some(svc)) => {
-            let port = svc.spec.as_ref().and_then(|s| s.ports.as_ref()).and_then(|p| p.first()).map(|p| p.port);
+            let port = svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.ports.as_ref())
+                .and_then(|p| p.first())
+                .map(|p| p.port);
             let eps: Api<Endpoints> = Api::namespaced(client.clone(), ns);
             let ready = match eps.get_opt("grafana").await {
                 Ok(Some(ep)) => ep
@@ -116,20 +124,38 @@ pub async fn prometheus_service(client: &kube::Client, ns: &str) -> Option<Strin
     let list = svcs.list(&ListParams::default()).await.ok()?;
     let mut best: Option<(i32, String)> = None;
     for s in list.items {
-        let Some(name) = s.metadata.name.clone() else { continue };
+        let Some(name) = s.metadata.name.clone() else {
+            continue;
+        };
         let lname = name.to_ascii_lowercase();
-        if !lname.contains("prometheus") || lname.contains("operator") || lname.contains("alertmanager") || lname.contains("exporter") || lname.contains("pushgateway") {
+        if !lname.contains("prometheus")
+            || lname.contains("operator")
+            || lname.contains("alertmanager")
+            || lname.contains("exporter")
+            || lname.contains("pushgateway")
+        {
             continue;
         }
-        let ports = s.spec.as_ref().and_then(|sp| sp.ports.clone()).unwrap_or_default();
+        let ports = s
+            .spec
+            .as_ref()
+            .and_then(|sp| sp.ports.clone())
+            .unwrap_or_default();
         for p in ports {
             let score = match p.port {
                 9090 => 3,
                 80 => 2,
                 _ => 1,
-            } + if lname == "prometheus" || lname.ends_with("prometheus-server") { 2 } else { 0 };
+            } + if lname == "prometheus" || lname.ends_with("prometheus-server") {
+                2
+            } else {
+                0
+            };
             if best.as_ref().is_none_or(|(b, _)| score > *b) {
-                best = Some((score, format!("http://{name}.{ns}.svc.cluster.local:{}", p.port)));
+                best = Some((
+                    score,
+                    format!("http://{name}.{ns}.svc.cluster.local:{}", p.port),
+                ));
             }
         }
     }
@@ -188,13 +214,21 @@ impl Probe for Reachable {
             Ok(None) => Some(false),
             Err(_) => None, // may not read namespaces; the next checks will tell
         };
-        let context = cx.clients.kube_context().unwrap_or_else(|| "in-cluster".into());
+        let context = cx
+            .clients
+            .kube_context()
+            .unwrap_or_else(|| "in-cluster".into());
         match exists {
             Some(false) => {
                 let names: Vec<String> = namespaces
                     .list(&ListParams::default())
                     .await
-                    .map(|l| l.items.into_iter().filter_map(|n| n.metadata.name).collect())
+                    .map(|l| {
+                        l.items
+                            .into_iter()
+                            .filter_map(|n| n.metadata.name)
+                            .collect()
+                    })
                     .unwrap_or_default();
                 Outcome::fail(format!("the cluster has no namespace {ns:?} (context {context})"))
                     .evidence("namespaces", &names)
@@ -247,24 +281,46 @@ fn declared_ports(t: &PodTemplateSpec) -> Vec<i32> {
 }
 
 fn looks_spring(t: &PodTemplateSpec) -> bool {
-    let Some(spec) = t.spec.as_ref() else { return true };
+    let Some(spec) = t.spec.as_ref() else {
+        return true;
+    };
     // The guide's services are Spring Boot; say otherwise only when the pod clearly is not.
-    let images: String = spec.containers.iter().filter_map(|c| c.image.clone()).collect::<Vec<_>>().join(" ").to_ascii_lowercase();
-    !["nginx", "node", "python", "golang", "redis", "mysql", "postgres", "kafka"].iter().any(|w| images.contains(&format!("/{w}")) || images.starts_with(w))
+    let images: String = spec
+        .containers
+        .iter()
+        .filter_map(|c| c.image.clone())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase();
+    ![
+        "nginx", "node", "python", "golang", "redis", "mysql", "postgres", "kafka",
+    ]
+    .iter()
+    .any(|w| images.contains(&format!("/{w}")) || images.starts_with(w))
 }
 
 /// Inspects one Deployment's metadata and pod template annotations.
 pub fn inspect(d: &Deployment) -> AnnotationFindings {
     let empty = BTreeMap::new();
-    inspect_template(d.metadata.annotations.as_ref().unwrap_or(&empty), &d.spec.template)
+    inspect_template(
+        d.metadata.annotations.as_ref().unwrap_or(&empty),
+        &d.spec.template,
+    )
 }
 
 /// Inspects a workload's own annotations and its pod template (Deployment, StatefulSet,
 /// DaemonSet alike).
-pub fn inspect_template(meta_ann: &BTreeMap<String, String>, template: &PodTemplateSpec) -> AnnotationFindings {
+pub fn inspect_template(
+    meta_ann: &BTreeMap<String, String>,
+    template: &PodTemplateSpec,
+) -> AnnotationFindings {
     let mut f = AnnotationFindings::default();
     let empty = BTreeMap::new();
-    let tmpl_ann = template.metadata.as_ref().and_then(|m| m.annotations.as_ref()).unwrap_or(&empty);
+    let tmpl_ann = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .unwrap_or(&empty);
     let ports = declared_ports(template);
     match tmpl_ann.get(SCRAPE).map(String::as_str) {
         Some("true") => {}
@@ -277,24 +333,45 @@ pub fn inspect_template(meta_ann: &BTreeMap<String, String>, template: &PodTempl
             f.patch.insert(SCRAPE.into(), "true".into());
         }
         None => {
-            f.problems.push(format!("the pod template has no {SCRAPE}: \"true\""));
+            f.problems
+                .push(format!("the pod template has no {SCRAPE}: \"true\""));
             f.patch.insert(SCRAPE.into(), "true".into());
         }
     }
     let spring = looks_spring(template);
     match tmpl_ann.get(PATH) {
         None if spring => {
-            let on_meta = if meta_ann.contains_key(PATH) { " (it is on the Deployment's metadata only)" } else { "" };
+            let on_meta = if meta_ann.contains_key(PATH) {
+                " (it is on the Deployment's metadata only)"
+            } else {
+                ""
+            };
             f.problems.push(format!("no {PATH} on the pod template{on_meta}: Prometheus scrapes /metrics, Spring Boot serves {SPRING_PATH}"));
-            f.patch.insert(PATH.into(), meta_ann.get(PATH).cloned().unwrap_or_else(|| SPRING_PATH.into()));
+            f.patch.insert(
+                PATH.into(),
+                meta_ann
+                    .get(PATH)
+                    .cloned()
+                    .unwrap_or_else(|| SPRING_PATH.into()),
+            );
         }
         Some(p) if spring && p != SPRING_PATH && p.starts_with("/actuator") => {
-            f.problems.push(format!("{PATH} is {p:?}; Micrometer's Prometheus endpoint is {SPRING_PATH}"));
+            f.problems.push(format!(
+                "{PATH} is {p:?}; Micrometer's Prometheus endpoint is {SPRING_PATH}"
+            ));
             f.patch.insert(PATH.into(), SPRING_PATH.into());
         }
         Some(p) if !p.starts_with('/') => {
-            f.problems.push(format!("{PATH} is {p:?}, which does not start with '/'"));
-            f.patch.insert(PATH.into(), if spring { SPRING_PATH.into() } else { format!("/{p}") });
+            f.problems
+                .push(format!("{PATH} is {p:?}, which does not start with '/'"));
+            f.patch.insert(
+                PATH.into(),
+                if spring {
+                    SPRING_PATH.into()
+                } else {
+                    format!("/{p}")
+                },
+            );
         }
         _ => {}
     }
@@ -302,13 +379,17 @@ pub fn inspect_template(meta_ann: &BTreeMap<String, String>, template: &PodTempl
         Some(p) => match p.parse::<i32>() {
             Ok(n) if ports.is_empty() || ports.contains(&n) => {}
             Ok(n) => {
-                f.problems.push(format!("{PORT} is {n}, which no container declares (declared: {})", join_ports(&ports)));
+                f.problems.push(format!(
+                    "{PORT} is {n}, which no container declares (declared: {})",
+                    join_ports(&ports)
+                ));
                 if let Some(first) = ports.first() {
                     f.patch.insert(PORT.into(), first.to_string());
                 }
             }
             Err(_) => {
-                f.problems.push(format!("{PORT} is {p:?}, not a port number"));
+                f.problems
+                    .push(format!("{PORT} is {p:?}, not a port number"));
                 if let Some(first) = ports.first() {
                     f.patch.insert(PORT.into(), first.to_string());
                 }
@@ -330,7 +411,10 @@ fn join_ports(p: &[i32]) -> String {
     if p.is_empty() {
         "none".into()
     } else {
-        p.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+        p.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -345,7 +429,11 @@ pub fn nearest<'a>(want: &str, have: impl IntoIterator<Item = &'a String>) -> Ve
     let mut v: Vec<(usize, &String)> = have
         .into_iter()
         .map(|h| {
-            let d = if h.starts_with(want) || want.starts_with(h.as_str()) { 0 } else { levenshtein(want, h) };
+            let d = if h.starts_with(want) || want.starts_with(h.as_str()) {
+                0
+            } else {
+                levenshtein(want, h)
+            };
             (d, h)
         })
         .collect();
@@ -360,7 +448,9 @@ pub fn levenshtein(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -377,7 +467,11 @@ async fn operator(client: &kube::Client) -> Option<BTreeMap<String, String>> {
     let list = api.list(&ListParams::default()).await.ok()?;
     let mut labels = BTreeMap::new();
     for p in list.items {
-        if let Some(sel) = p.data.pointer("/spec/serviceMonitorSelector/matchLabels").and_then(|m| m.as_object()) {
+        if let Some(sel) = p
+            .data
+            .pointer("/spec/serviceMonitorSelector/matchLabels")
+            .and_then(|m| m.as_object())
+        {
             for (k, v) in sel {
                 if let Some(v) = v.as_str() {
                     labels.insert(k.clone(), v.to_string());
@@ -439,7 +533,9 @@ impl Probe for ScrapeAnnotations {
                 missing.push(svc.clone());
                 problems.push(format!(
                     "{svc}: no such Deployment in {ns}{}",
-                    near.first().map(|n| format!(" (nearest: {n})")).unwrap_or_default()
+                    near.first()
+                        .map(|n| format!(" (nearest: {n})"))
+                        .unwrap_or_default()
                 ));
                 continue;
             };
@@ -456,7 +552,12 @@ impl Probe for ScrapeAnnotations {
         }
         let not_scraped: Vec<String> = list
             .iter()
-            .filter(|d| !cx.settings.services.iter().any(|s| Some(s) == d.metadata.name.as_ref()))
+            .filter(|d| {
+                !cx.settings
+                    .services
+                    .iter()
+                    .any(|s| Some(s) == d.metadata.name.as_ref())
+            })
             .filter(|d| inspect(d).patch.contains_key(SCRAPE))
             .filter_map(|d| d.metadata.name.clone())
             .collect();
@@ -464,7 +565,11 @@ impl Probe for ScrapeAnnotations {
             Outcome::pass(format!(
                 "all {} services ask to be scraped at {SPRING_PATH}{}",
                 cx.settings.services.len(),
-                if not_scraped.is_empty() { String::new() } else { format!("; not scraped: {}", not_scraped.join(", ")) }
+                if not_scraped.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not scraped: {}", not_scraped.join(", "))
+                }
             ))
         } else {
             let mut o = Outcome::fail(problems.join(" | ")).evidence("deployments", &failing);
@@ -486,15 +591,28 @@ impl Probe for ScrapeAnnotations {
 }
 
 /// Pods of a Deployment (by its selector's matchLabels), for the target checks.
-pub async fn pods_of(client: &kube::Client, ns: &str, d: &Deployment) -> Result<Vec<Pod>, kube::Error> {
+pub async fn pods_of(
+    client: &kube::Client,
+    ns: &str,
+    d: &Deployment,
+) -> Result<Vec<Pod>, kube::Error> {
     let selector = d
         .spec
         .selector
         .match_labels
         .as_ref()
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let lp = if selector.is_empty() { ListParams::default() } else { ListParams::default().labels(&selector) };
+    let lp = if selector.is_empty() {
+        ListParams::default()
+    } else {
+        ListParams::default().labels(&selector)
+    };
     Ok(pods.list(&lp).await?.items)
 }

@@ -47,7 +47,11 @@ pub const KINDS: &[&str] = &[
 
 /// Binds a kind to its arguments. `base` is the folder of the check file, against which
 /// relative paths (an exec plugin) resolve.
-pub fn build(kind: &str, args: &toml::Table, base: Option<&Path>) -> Result<Arc<dyn Probe>, BuildError> {
+pub fn build(
+    kind: &str,
+    args: &toml::Table,
+    base: Option<&Path>,
+) -> Result<Arc<dyn Probe>, BuildError> {
     match kind {
         "tcp" => Ok(Arc::new(net::Tcp::from_args(args)?)),
         "http" => Ok(Arc::new(http::Http::from_args(args)?)),

@@ -37,7 +37,10 @@ impl PanelQuery {
     /// From `args = { expr = "...", needs_kafka_exporter = false }`.
     pub fn from_args(args: &toml::Table) -> Result<Self, BuildError> {
         let a: Args = parse_args(args)?;
-        let probe = a.expr.replace("{namespace}", "metacoding").replace("{topic}", "order-created");
+        let probe = a
+            .expr
+            .replace("{namespace}", "metacoding")
+            .replace("{topic}", "order-created");
         if let Err(e) = explain::parse(&probe) {
             return Err(BuildError::Args(format!("expr: {e}")));
         }
@@ -57,42 +60,68 @@ impl PanelQuery {
 #[async_trait::async_trait]
 impl Probe for PanelQuery {
     async fn run(&self, cx: &CheckCtx) -> Outcome {
-        if self.needs_kafka_exporter && cx.facts.get::<KafkaExporter>().is_some_and(|k| !k.present) {
-            return Outcome::skip("no Kafka exporter runs (see kafka.exporter); the guide's fallback panel is panel.jvm-heap");
+        if self.needs_kafka_exporter && cx.facts.get::<KafkaExporter>().is_some_and(|k| !k.present)
+        {
+            return Outcome::skip(
+                "no Kafka exporter runs (see kafka.exporter); the guide's fallback panel is panel.jvm-heap",
+            );
         }
         let api = match PromApi::from_ctx(cx) {
             Ok(a) => a,
             Err(o) => return o,
         };
-        let expr = fill_template(&self.expr, &serde_json::Value::Object(cx.settings.template_vars()));
+        let expr = fill_template(
+            &self.expr,
+            &serde_json::Value::Object(cx.settings.template_vars()),
+        );
         let opts = ExplainOptions {
             window: cx.settings.window,
             lookback: self.lookback,
         };
         let ex = match explain::explain(&api, &expr, opts).await {
             Ok(e) => e,
-            Err(ExplainError::Prom(e)) => return super::prom::call_failed(cx, &api, "the panel query", &e),
+            Err(ExplainError::Prom(e)) => {
+                return super::prom::call_failed(cx, &api, "the panel query", &e);
+            }
             Err(e) => return Outcome::error(e.to_string()),
         };
         let window = ex.window.clone();
-        let culprit = ex.selectors.iter().find(|s| !matches!(s.verdict, Verdict::Present | Verdict::Zero));
+        let culprit = ex
+            .selectors
+            .iter()
+            .find(|s| !matches!(s.verdict, Verdict::Present | Verdict::Zero));
         let o = match (ex.result, culprit) {
-            (QueryResult::Data, None) => Outcome::pass(format!("{expr} returns data over the last {window}")),
-            (QueryResult::Data, Some(c)) if c.verdict == Verdict::WindowTooShort => {
-                Outcome::warn(format!("{expr} returns data, but {}", c.detail)).remedy(ex.remedy.clone().unwrap_or_default())
+            (QueryResult::Data, None) => {
+                Outcome::pass(format!("{expr} returns data over the last {window}"))
             }
-            (QueryResult::Data, Some(c)) => Outcome::fail(format!("{expr} returns data, but {}", c.detail))
-                .remedy(ex.remedy.clone().or_else(|| c.remedy.clone()).unwrap_or_default()),
-            (QueryResult::Zero, None) if self.zero_ok => Outcome::pass(format!("{expr} returns data over the last {window} (all 0)")),
+            (QueryResult::Data, Some(c)) if c.verdict == Verdict::WindowTooShort => {
+                Outcome::warn(format!("{expr} returns data, but {}", c.detail))
+                    .remedy(ex.remedy.clone().unwrap_or_default())
+            }
+            (QueryResult::Data, Some(c)) => {
+                Outcome::fail(format!("{expr} returns data, but {}", c.detail)).remedy(
+                    ex.remedy
+                        .clone()
+                        .or_else(|| c.remedy.clone())
+                        .unwrap_or_default(),
+                )
+            }
+            (QueryResult::Zero, None) if self.zero_ok => Outcome::pass(format!(
+                "{expr} returns data over the last {window} (all 0)"
+            )),
             (QueryResult::Zero, _) => Outcome::warn(format!(
                 "{expr} returns only 0 over the last {window}: {}",
                 ex.root_cause.clone().unwrap_or_else(|| "no traffic".into())
             ))
-            .remedy(ex.remedy.clone().unwrap_or_else(|| "# send traffic (the guide's scenarios), then look again".into())),
+            .remedy(ex.remedy.clone().unwrap_or_else(|| {
+                "# send traffic (the guide's scenarios), then look again".into()
+            })),
             (QueryResult::Empty, _) => {
                 let why = ex.root_cause.clone().unwrap_or_else(|| "no series".into());
-                Outcome::fail(format!("{expr} returns no data over the last {window}: {why}"))
-                    .remedy(ex.remedy.clone().unwrap_or_default())
+                Outcome::fail(format!(
+                    "{expr} returns no data over the last {window}: {why}"
+                ))
+                .remedy(ex.remedy.clone().unwrap_or_default())
             }
         };
         o.evidence("query", &expr)

@@ -183,7 +183,9 @@ impl PromApi {
         if let Some(s) = &self.session {
             req = s.apply(req);
         }
-        let a = send(req).await.map_err(|e| PromError::Unreachable(describe_reqwest_error(&e)))?;
+        let a = send(req)
+            .await
+            .map_err(|e| PromError::Unreachable(describe_reqwest_error(&e)))?;
         let json: Option<Value> = serde_json::from_slice(&a.body).ok();
         if let Some(j) = &json
             && let Some(status) = j.get("status").and_then(|s| s.as_str())
@@ -192,7 +194,11 @@ impl PromApi {
                 return Ok(j.get("data").cloned().unwrap_or(Value::Null));
             }
             return Err(PromError::Api {
-                error_type: j.get("errorType").and_then(|s| s.as_str()).unwrap_or("error").into(),
+                error_type: j
+                    .get("errorType")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or("error")
+                    .into(),
                 error: j.get("error").and_then(|s| s.as_str()).unwrap_or("").into(),
             });
         }
@@ -222,14 +228,26 @@ impl PromApi {
                 .map(|a| a.iter().filter_map(sample).collect())
                 .unwrap_or_default()),
             Some("scalar") => Ok(point(&result)
-                .map(|(time, value)| vec![Sample { metric: Labels::new(), time, value }])
+                .map(|(time, value)| {
+                    vec![Sample {
+                        metric: Labels::new(),
+                        time,
+                        value,
+                    }]
+                })
                 .unwrap_or_default()),
             _ => Ok(vec![]),
         }
     }
 
     /// A range query.
-    pub async fn range(&self, query: &str, start: f64, end: f64, step: f64) -> Result<Vec<Series>, PromError> {
+    pub async fn range(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<Vec<Series>, PromError> {
         let p = [
             ("query", query.to_string()),
             ("start", format!("{start:.3}")),
@@ -265,7 +283,12 @@ impl PromApi {
     }
 
     /// Series matching a selector between two times.
-    pub async fn series(&self, selector: &str, start: f64, end: f64) -> Result<Vec<Labels>, PromError> {
+    pub async fn series(
+        &self,
+        selector: &str,
+        start: f64,
+        end: f64,
+    ) -> Result<Vec<Labels>, PromError> {
         let p = [
             ("match[]", selector.to_string()),
             ("start", format!("{start:.3}")),
@@ -279,22 +302,39 @@ impl PromApi {
     }
 
     /// Values of a label, optionally on series matching a selector, between two times.
-    pub async fn label_values(&self, label: &str, selector: Option<&str>, start: f64, end: f64) -> Result<Vec<String>, PromError> {
-        let mut p = vec![("start", format!("{start:.3}")), ("end", format!("{end:.3}"))];
+    pub async fn label_values(
+        &self,
+        label: &str,
+        selector: Option<&str>,
+        start: f64,
+        end: f64,
+    ) -> Result<Vec<String>, PromError> {
+        let mut p = vec![
+            ("start", format!("{start:.3}")),
+            ("end", format!("{end:.3}")),
+        ];
         if let Some(s) = selector {
             p.push(("match[]", s.to_string()));
         }
         let data = self.get(&format!("label/{label}/values"), &p).await?;
         Ok(data
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 }
 
 fn labels(v: Option<&Value>) -> Labels {
     v.and_then(|m| m.as_object())
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -337,7 +377,12 @@ pub async fn scrape_interval(api: &PromApi, t: &Target) -> Option<Duration> {
     let sel = format!("up{{job={job:?}, instance={instance:?}}}");
     let q = format!("max(timestamp({sel}))");
     let last = api.instant(&q, None).await.ok()?.first()?.value;
-    let prev = api.instant(&q, Some(last - 0.001)).await.ok()?.first()?.value;
+    let prev = api
+        .instant(&q, Some(last - 0.001))
+        .await
+        .ok()?
+        .first()?
+        .value;
     let gap = last - prev;
     (gap > 0.0 && gap < 3600.0).then(|| Duration::from_secs_f64((gap * 10.0).round() / 10.0))
 }
@@ -403,7 +448,10 @@ impl Probe for ApiCheck {
             Err(o) => return o,
         };
         let sent = std::time::Instant::now();
-        let (t, build) = tokio::join!(api.instant("time()", None), api.get("status/buildinfo", &[]));
+        let (t, build) = tokio::join!(
+            api.instant("time()", None),
+            api.get("status/buildinfo", &[])
+        );
         let rtt = sent.elapsed();
         let samples = match t {
             Ok(s) => s,
@@ -412,14 +460,20 @@ impl Probe for ApiCheck {
         let Some(server_time) = samples.first().map(|s| s.value) else {
             return Outcome::error(format!("{} answered time() with no value", api.via));
         };
-        let version = build.ok().and_then(|b| b.get("version").and_then(|v| v.as_str()).map(str::to_string));
+        let version = build.ok().and_then(|b| {
+            b.get("version")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        });
         cx.facts.put(PromInfo {
             server_time,
             local_time: now(),
             rtt,
             version: version.clone(),
         });
-        let v = version.map(|v| format!("Prometheus {v}")).unwrap_or_else(|| "Prometheus".into());
+        let v = version
+            .map(|v| format!("Prometheus {v}"))
+            .unwrap_or_else(|| "Prometheus".into());
         Outcome::pass(format!("{v} answers queries via {}", api.via)).evidence("via", &api.via)
     }
 }
@@ -443,7 +497,11 @@ const ANN_SCRAPE: &str = "__meta_kubernetes_pod_annotation_prometheus_io_scrape"
 /// Whether a target belongs to a service: its pod name starts with `<svc>-`, or a label names it.
 pub fn belongs(t: &Target, svc: &str, ns: &str) -> bool {
     let prefix = format!("{svc}-");
-    if let Some(tns) = t.discovered_labels.get(POD_NS).or_else(|| t.labels.get("namespace")).or_else(|| t.labels.get("kubernetes_namespace"))
+    if let Some(tns) = t
+        .discovered_labels
+        .get(POD_NS)
+        .or_else(|| t.labels.get("namespace"))
+        .or_else(|| t.labels.get("kubernetes_namespace"))
         && tns != ns
     {
         return false;
@@ -456,9 +514,15 @@ pub fn belongs(t: &Target, svc: &str, ns: &str) -> bool {
     if let Some(p) = pod {
         return p.starts_with(&prefix);
     }
-    ["app", "application", "service", "job", "app_kubernetes_io_name"]
-        .iter()
-        .any(|k| t.labels.get(*k).is_some_and(|v| v == svc))
+    [
+        "app",
+        "application",
+        "service",
+        "job",
+        "app_kubernetes_io_name",
+    ]
+    .iter()
+    .any(|k| t.labels.get(*k).is_some_and(|v| v == svc))
 }
 
 /// A scrape error in words, with what to do.
@@ -467,21 +531,38 @@ pub fn classify_scrape_error(cx: &CheckCtx, svc: &str, t: &Target) -> (String, S
     let err = t.last_error.as_str();
     let lower = err.to_ascii_lowercase();
     let url = reqwest::Url::parse(&t.scrape_url).ok();
-    let path = url.as_ref().map(|u| u.path().to_string()).unwrap_or_default();
+    let path = url
+        .as_ref()
+        .map(|u| u.path().to_string())
+        .unwrap_or_default();
     let addr = url
         .as_ref()
-        .map(|u| format!("{}:{}", u.host_str().unwrap_or(""), u.port_or_known_default().unwrap_or(0)))
+        .map(|u| {
+            format!(
+                "{}:{}",
+                u.host_str().unwrap_or(""),
+                u.port_or_known_default().unwrap_or(0)
+            )
+        })
         .unwrap_or_default();
     let has = |code: &str| {
-        lower.contains(&format!("status {code}")) || lower.contains(&format!(": {code};")) || lower.contains(&format!(" {code} "))
+        lower.contains(&format!("status {code}"))
+            || lower.contains(&format!(": {code};"))
+            || lower.contains(&format!(" {code} "))
             || lower.ends_with(&format!(" {code}"))
     };
     if has("404") {
         if path != kubeprobe::SPRING_PATH {
             let mut p = BTreeMap::new();
-            p.insert(kubeprobe::PATH.to_string(), kubeprobe::SPRING_PATH.to_string());
+            p.insert(
+                kubeprobe::PATH.to_string(),
+                kubeprobe::SPRING_PATH.to_string(),
+            );
             (
-                format!("{svc} answers 404 on {path}: it is scraped at {path}, Spring Boot serves {}", kubeprobe::SPRING_PATH),
+                format!(
+                    "{svc} answers 404 on {path}: it is scraped at {path}, Spring Boot serves {}",
+                    kubeprobe::SPRING_PATH
+                ),
                 kubeprobe::patch_line(ns, svc, &p),
             )
         } else {
@@ -497,25 +578,48 @@ pub fn classify_scrape_error(cx: &CheckCtx, svc: &str, t: &Target) -> (String, S
         )
     } else if lower.contains("connection refused") {
         (
-            format!("nothing listens at {addr} for {svc} (connection refused): the app is not up, or it listens on another port"),
+            format!(
+                "nothing listens at {addr} for {svc} (connection refused): the app is not up, or it listens on another port"
+            ),
             format!(
                 "kubectl -n {ns} logs deploy/{svc} --tail=50    # did the web server start, and on which port?\nkubectl -n {ns} get pod -l app={svc} -o jsonpath='{{.items[0].spec.containers[*].ports}}'\n# then make prometheus.io/port name the port the app listens on (server.port or management.server.port)"
             ),
         )
-    } else if lower.contains("deadline exceeded") || lower.contains("timeout") || lower.contains("timed out") {
+    } else if lower.contains("deadline exceeded")
+        || lower.contains("timeout")
+        || lower.contains("timed out")
+    {
         (
-            format!("the scrape of {svc} at {addr} times out: a NetworkPolicy may block Prometheus, or the app is too slow"),
+            format!(
+                "the scrape of {svc} at {addr} times out: a NetworkPolicy may block Prometheus, or the app is too slow"
+            ),
             format!(
                 "kubectl get networkpolicy -n {ns}\n# allow the monitoring namespace in:\ncat <<'EOF' | kubectl apply -f -\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: allow-prometheus\n  namespace: {ns}\nspec:\n  podSelector: {{}}\n  ingress:\n    - from:\n        - namespaceSelector:\n            matchLabels:\n              kubernetes.io/metadata.name: {}\nEOF",
                 cx.settings.monitoring_namespace
             ),
         )
     } else if lower.contains("no such host") {
-        (format!("the scrape address of {svc} does not resolve: {}", cut(err, 160)), format!("kubectl -n {ns} get pods -o wide    # the pod IPs Prometheus should use"))
-    } else if lower.contains("status 5") || lower.contains("code returned") && lower.contains(": 5") {
-        (format!("{svc} answers the scrape with a server error: {}", cut(err, 160)), format!("kubectl -n {ns} logs deploy/{svc} --tail=100"))
+        (
+            format!(
+                "the scrape address of {svc} does not resolve: {}",
+                cut(err, 160)
+            ),
+            format!("kubectl -n {ns} get pods -o wide    # the pod IPs Prometheus should use"),
+        )
+    } else if lower.contains("status 5") || lower.contains("code returned") && lower.contains(": 5")
+    {
+        (
+            format!(
+                "{svc} answers the scrape with a server error: {}",
+                cut(err, 160)
+            ),
+            format!("kubectl -n {ns} logs deploy/{svc} --tail=100"),
+        )
     } else {
-        (format!("the scrape of {svc} fails: {}", cut(err, 200)), format!("kubectl -n {ns} logs deploy/{svc} --tail=100"))
+        (
+            format!("the scrape of {svc} fails: {}", cut(err, 200)),
+            format!("kubectl -n {ns} logs deploy/{svc} --tail=100"),
+        )
     }
 }
 
@@ -545,21 +649,33 @@ impl Probe for TargetsCheck {
         let ns = cx.settings.namespace.clone();
         let kube_pods = async {
             let client = cx.kube().await.ok()?;
-            let deploys: kube::Api<k8s_openapi::api::apps::v1::Deployment> = kube::Api::namespaced(client.clone(), &ns);
+            let deploys: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+                kube::Api::namespaced(client.clone(), &ns);
             let list = deploys.list(&Default::default()).await.ok()?;
             let mut out: BTreeMap<String, (i32, Vec<String>)> = BTreeMap::new();
             for d in &list.items {
-                let Some(name) = d.metadata.name.clone() else { continue };
+                let Some(name) = d.metadata.name.clone() else {
+                    continue;
+                };
                 if !cx.settings.services.contains(&name) {
                     continue;
                 }
                 let pods = kubeprobe::pods_of(&client, &ns, d).await.ok()?;
                 let replicas = d.spec.replicas.unwrap_or(1);
-                out.insert(name, (replicas, pods.into_iter().filter_map(|p| p.metadata.name).collect()));
+                out.insert(
+                    name,
+                    (
+                        replicas,
+                        pods.into_iter().filter_map(|p| p.metadata.name).collect(),
+                    ),
+                );
             }
             Some(out)
         };
-        let budget = cx.timeout.saturating_sub(Duration::from_millis(200)).max(Duration::from_millis(100));
+        let budget = cx
+            .timeout
+            .saturating_sub(Duration::from_millis(200))
+            .max(Duration::from_millis(100));
         let (targets, pods) = tokio::join!(api.targets(), tokio::time::timeout(budget, kube_pods));
         let targets = match targets {
             Ok(t) => t,
@@ -576,8 +692,16 @@ impl Probe for TargetsCheck {
         let mut ok = Vec::new();
         let mut per_service = serde_json::Map::new();
         for svc in &cx.settings.services {
-            let active: Vec<&Target> = targets.active_targets.iter().filter(|t| belongs(t, svc, &ns)).collect();
-            let dropped: Vec<&Target> = targets.dropped_targets.iter().filter(|t| belongs(t, svc, &ns)).collect();
+            let active: Vec<&Target> = targets
+                .active_targets
+                .iter()
+                .filter(|t| belongs(t, svc, &ns))
+                .collect();
+            let dropped: Vec<&Target> = targets
+                .dropped_targets
+                .iter()
+                .filter(|t| belongs(t, svc, &ns))
+                .collect();
             if let Some(up) = active.iter().find(|t| t.health == "up") {
                 ok.push(svc.clone());
                 per_service.insert(svc.clone(), serde_json::json!({"health": "up", "scrape_url": up.scrape_url, "scrape_interval": up.scrape_interval}));
@@ -590,33 +714,55 @@ impl Probe for TargetsCheck {
                     problems.push(why);
                     remedies.push(fix);
                 } else {
-                    per_service.insert(svc.clone(), serde_json::json!({"health": t.health, "scrape_url": t.scrape_url}));
-                    problems.push(format!("{svc} is discovered but not scraped yet ({})", t.scrape_url));
-                    remedies.push("# wait one scrape interval and run again, or: msa-doctor --wait 1m".into());
+                    per_service.insert(
+                        svc.clone(),
+                        serde_json::json!({"health": t.health, "scrape_url": t.scrape_url}),
+                    );
+                    problems.push(format!(
+                        "{svc} is discovered but not scraped yet ({})",
+                        t.scrape_url
+                    ));
+                    remedies.push(
+                        "# wait one scrape interval and run again, or: msa-doctor --wait 1m".into(),
+                    );
                 }
                 continue;
             }
             if let Some(t) = dropped.first() {
                 let why = drop_reason(t);
-                per_service.insert(svc.clone(), serde_json::json!({"dropped": why, "pod": t.discovered_labels.get(POD_NAME)}));
+                per_service.insert(
+                    svc.clone(),
+                    serde_json::json!({"dropped": why, "pod": t.discovered_labels.get(POD_NAME)}),
+                );
                 problems.push(format!("{svc} is dropped by relabelling: {why}"));
                 let mut p = BTreeMap::new();
                 p.insert(kubeprobe::SCRAPE.to_string(), "true".to_string());
-                p.insert(kubeprobe::PATH.to_string(), kubeprobe::SPRING_PATH.to_string());
+                p.insert(
+                    kubeprobe::PATH.to_string(),
+                    kubeprobe::SPRING_PATH.to_string(),
+                );
                 remedies.push(kubeprobe::patch_line(&ns, svc, &p));
                 continue;
             }
             // Not discovered at all.
             match pods.as_ref().and_then(|p| p.get(svc)) {
                 Some((replicas, names)) if names.is_empty() => {
-                    per_service.insert(svc.clone(), serde_json::json!({"pods": 0, "replicas": replicas}));
-                    problems.push(format!("{svc} has no pod (replicas {replicas}): nothing to scrape"));
+                    per_service.insert(
+                        svc.clone(),
+                        serde_json::json!({"pods": 0, "replicas": replicas}),
+                    );
+                    problems.push(format!(
+                        "{svc} has no pod (replicas {replicas}): nothing to scrape"
+                    ));
                     remedies.push(format!(
                         "kubectl -n {ns} get deploy {svc}\nkubectl -n {ns} describe deploy {svc}\nkubectl -n {ns} scale deploy {svc} --replicas=1    # if it was scaled to 0"
                     ));
                 }
                 Some((_, names)) => {
-                    per_service.insert(svc.clone(), serde_json::json!({"pods": names, "discovered": false}));
+                    per_service.insert(
+                        svc.clone(),
+                        serde_json::json!({"pods": names, "discovered": false}),
+                    );
                     problems.push(format!(
                         "{svc}'s pods ({}) are not discovered by Prometheus: no kubernetes pod discovery job covers namespace {ns}",
                         names.join(", ")
@@ -625,14 +771,20 @@ impl Probe for TargetsCheck {
                 }
                 None if pods.is_some() => {
                     per_service.insert(svc.clone(), serde_json::json!({"deployment": false}));
-                    problems.push(format!("{svc}: no Deployment of that name in {ns}, and no target"));
+                    problems.push(format!(
+                        "{svc}: no Deployment of that name in {ns}, and no target"
+                    ));
                     remedies.push(format!("kubectl get deploy -n {ns}"));
                 }
                 None => {
                     per_service.insert(svc.clone(), serde_json::json!({"discovered": false}));
-                    problems.push(format!("{svc} is not discovered by Prometheus (no active or dropped target)"));
+                    problems.push(format!(
+                        "{svc} is not discovered by Prometheus (no active or dropped target)"
+                    ));
                     remedies.push(if any_pod_sd {
-                        format!("kubectl -n {ns} get pods -l app={svc}    # is it deployed and running?")
+                        format!(
+                            "kubectl -n {ns} get pods -l app={svc}    # is it deployed and running?"
+                        )
                     } else {
                         pods_job_yaml()
                     });
@@ -646,7 +798,11 @@ impl Probe for TargetsCheck {
                 continue;
             }
             if t.discovered_labels.get(POD_NS).is_some_and(|n| n == &ns) {
-                let name = t.discovered_labels.get(POD_NAME).cloned().unwrap_or_else(|| t.scrape_url.clone());
+                let name = t
+                    .discovered_labels
+                    .get(POD_NAME)
+                    .cloned()
+                    .unwrap_or_else(|| t.scrape_url.clone());
                 others_down.push(format!("{name}: {}", cut(&t.last_error, 120)));
             }
         }
@@ -665,7 +821,8 @@ impl Probe for TargetsCheck {
         } else {
             Outcome::fail(problems.join(" | ")).remedy(dedup.join("\n"))
         };
-        o.evidence("services", Value::Object(per_service)).evidence("other_targets_down", &others_down)
+        o.evidence("services", Value::Object(per_service))
+            .evidence("other_targets_down", &others_down)
     }
 }
 

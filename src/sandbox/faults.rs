@@ -116,24 +116,44 @@ impl Fault {
             Fault::NoPortForward => "Grafana is not listening: the kubectl port-forward is down",
             Fault::PortTaken => "another program (an HTML web app) answers on Grafana's port",
             Fault::WrongPassword => "msa-doctor is given a password Grafana refuses",
-            Fault::PasswordChanged => "admin/admin no longer logs in (the healthy case for the security warning)",
+            Fault::PasswordChanged => {
+                "admin/admin no longer logs in (the healthy case for the security warning)"
+            }
             Fault::NoDatasource => "Grafana has no Prometheus data source",
-            Fault::DatasourceWrongUrl => "the data source URL is http://localhost:9090, where nothing answers inside Grafana's pod",
-            Fault::NoAnnotation => "order-service's pod template lacks prometheus.io/scrape: \"true\"",
-            Fault::AnnotationOnDeployment => "order-service has the scrape annotations on the Deployment's metadata only",
-            Fault::WrongPath => "delivery-service has no prometheus.io/path: scraped at /metrics, 404",
-            Fault::Scrape401 => "user-service's security filter answers 401 on /actuator/prometheus",
+            Fault::DatasourceWrongUrl => {
+                "the data source URL is http://localhost:9090, where nothing answers inside Grafana's pod"
+            }
+            Fault::NoAnnotation => {
+                "order-service's pod template lacks prometheus.io/scrape: \"true\""
+            }
+            Fault::AnnotationOnDeployment => {
+                "order-service has the scrape annotations on the Deployment's metadata only"
+            }
+            Fault::WrongPath => {
+                "delivery-service has no prometheus.io/path: scraped at /metrics, 404"
+            }
+            Fault::Scrape401 => {
+                "user-service's security filter answers 401 on /actuator/prometheus"
+            }
             Fault::NothingListening => "orchestrator-service's pod has no web server on its port",
             Fault::NoTraffic => "nobody sends requests to the services",
-            Fault::StaleData => "scraping of the services stopped well before the window: the newest samples are 47 minutes old",
+            Fault::StaleData => {
+                "scraping of the services stopped well before the window: the newest samples are 47 minutes old"
+            }
             Fault::NoKafkaExporter => "no Kafka exporter is deployed",
-            Fault::TopicMissing => "the Kafka exporter runs but the topic order-created does not exist",
-            Fault::UriMismatch => "order-service records uri=\"/orders\" instead of \"/api/orders\"",
+            Fault::TopicMissing => {
+                "the Kafka exporter runs but the topic order-created does not exist"
+            }
+            Fault::UriMismatch => {
+                "order-service records uri=\"/orders\" instead of \"/api/orders\""
+            }
             Fault::NoCadvisor => "no cAdvisor (kubelet) metrics are scraped",
             Fault::KubeForbidden => "the Kubernetes API answers 403 on deployments",
             Fault::GrafanaHangs => "Grafana accepts connections but never answers",
             Fault::Grafana500Html => "Grafana answers 500 with an HTML error page",
-            Fault::LabelCollision => "a target label application collides with Micrometer's: series carry exported_application",
+            Fault::LabelCollision => {
+                "a target label application collides with Micrometer's: series carry exported_application"
+            }
             Fault::SlowScrape => "a 30 s scrape interval under the guide's [1m] rate window",
             Fault::Latency50ms => "every emulated response is delayed by 50 ms (for benchmarks)",
         }

@@ -4,9 +4,9 @@
 pub mod cluster;
 pub mod demo;
 pub mod faults;
+pub mod grafana;
 pub mod kube_api;
 pub mod pods;
-pub mod grafana;
 pub mod prom;
 pub mod stack;
 pub mod warm;

@@ -29,7 +29,10 @@ fn conditions(stack: &Stack) -> Vec<&'static str> {
 /// long it waited and whether it got warm.
 pub async fn wait_for_data(stack: &Stack, deadline: Duration) -> (Duration, bool) {
     let start = Instant::now();
-    let http = match reqwest::Client::builder().timeout(Duration::from_secs(2)).build() {
+    let http = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+    {
         Ok(c) => c,
         Err(_) => return (Duration::ZERO, false),
     };
@@ -38,7 +41,11 @@ pub async fn wait_for_data(stack: &Stack, deadline: Duration) -> (Duration, bool
     loop {
         let mut all = true;
         for q in &conds {
-            let ok = api.instant(q, None).await.map(|v| v.iter().any(|s| s.value > 0.0)).unwrap_or(false);
+            let ok = api
+                .instant(q, None)
+                .await
+                .map(|v| v.iter().any(|s| s.value > 0.0))
+                .unwrap_or(false);
             if !ok {
                 all = false;
                 break;
