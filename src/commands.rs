@@ -79,7 +79,7 @@ pub async fn explain(args: ExplainArgs) -> Result<i32, ConfigError> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            match PromApi::from_ctx(&cx) {
+            match PromApi::from_ctx(&cx).await {
                 Ok(a) => a,
                 Err(o) => {
                     eprintln!("msa-doctor: {}", o.message);

@@ -711,3 +711,130 @@ async fn what_reporters_are_told_snapshot() {
     }
     insta::assert_snapshot!(lines.join("\n"));
 }
+
+/// An eager probe: starts before its needs settle and takes what it needs through facts.
+struct Eager<F>(F);
+
+#[async_trait::async_trait]
+impl<F, Fut> Probe for Eager<F>
+where
+    F: Fn(CheckCtx) -> Fut + Send + Sync,
+    Fut: Future<Output = Outcome> + Send,
+{
+    async fn run(&self, cx: &CheckCtx) -> Outcome {
+        (self.0)(cx.clone()).await
+    }
+    fn eager(&self) -> bool {
+        true
+    }
+}
+
+#[derive(Debug)]
+struct Token(u32);
+
+#[tokio::test(start_paused = true)]
+async fn an_eager_check_starts_early_and_its_deadline_starts_when_its_needs_pass() {
+    // The producer takes 3 s; the eager check waits for its fact, then works 1 s: its own 2 s
+    // deadline counts from the producer's end, so it passes, at 4 s, not 5 s.
+    let started = Arc::new(AtomicU32::new(0));
+    let s2 = started.clone();
+    let mut eager = spec(
+        "t.eager",
+        &["t.produce"],
+        Arc::new(Eager(move |cx: CheckCtx| {
+            let s = s2.clone();
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                let t = cx.facts.wait::<Token>().await;
+                tokio::time::sleep(secs(1)).await;
+                Outcome::pass(format!("token {}", t.0))
+            }
+        })),
+    );
+    eager.timeout = Some(secs(2));
+    let r = run(
+        vec![
+            spec(
+                "t.produce",
+                &[],
+                probe(|cx: CheckCtx| async move {
+                    tokio::time::sleep(secs(3)).await;
+                    cx.facts.put(Token(7));
+                    Outcome::pass("produced")
+                }),
+            ),
+            eager,
+        ],
+        RunOptions::default(),
+    )
+    .await;
+    assert_eq!(
+        r.get("t.eager").status,
+        Status::Pass,
+        "{:?}",
+        r.get("t.eager")
+    );
+    assert_eq!(r.get("t.eager").message, "token 7");
+    assert_eq!(started.load(Ordering::SeqCst), 1);
+    assert_eq!(r.elapsed, secs(4));
+    // Its duration is its own second, not the producer's three.
+    assert_eq!(r.get("t.eager").duration, secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_eager_check_is_stopped_and_skipped_when_a_need_fails() {
+    let finished = Arc::new(AtomicU32::new(0));
+    let f2 = finished.clone();
+    let r = run(
+        vec![
+            spec("t.produce", &[], sleeps(secs(1), Outcome::fail("broken"))),
+            spec(
+                "t.eager",
+                &["t.produce"],
+                Arc::new(Eager(move |cx: CheckCtx| {
+                    let f = f2.clone();
+                    async move {
+                        let _ = cx.facts.wait::<Token>().await;
+                        f.fetch_add(1, Ordering::SeqCst);
+                        Outcome::pass("never")
+                    }
+                })),
+            ),
+        ],
+        RunOptions::default(),
+    )
+    .await;
+    let e = r.get("t.eager");
+    assert_eq!(e.status, Status::Skip);
+    assert_eq!(
+        e.skipped_because.as_deref(),
+        Some("needs t.produce, which ended in fail")
+    );
+    assert_eq!(finished.load(Ordering::SeqCst), 0);
+    assert_eq!(r.elapsed, secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_eager_result_that_comes_first_waits_for_its_needs() {
+    // The eager check needs no fact and ends at once; its result counts only once the need
+    // has passed, and is dropped when the need fails.
+    for (need, want) in [
+        (Outcome::pass("ok"), Status::Pass),
+        (Outcome::fail("no"), Status::Skip),
+    ] {
+        let r = run(
+            vec![
+                spec("t.need", &[], sleeps(secs(2), need)),
+                spec(
+                    "t.quick",
+                    &["t.need"],
+                    Arc::new(Eager(|_cx: CheckCtx| async { Outcome::pass("quick") })),
+                ),
+            ],
+            RunOptions::default(),
+        )
+        .await;
+        assert_eq!(r.get("t.quick").status, want);
+        assert_eq!(r.ids(), vec!["t.need", "t.quick"]);
+    }
+}

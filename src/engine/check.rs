@@ -10,6 +10,16 @@ use std::time::Duration;
 pub trait Probe: Send + Sync {
     /// Runs the probe. A broken stack is an [`Outcome`], never a panic or an `Err`.
     async fn run(&self, cx: &CheckCtx) -> Outcome;
+
+    /// Whether the probe may start before its `needs` have passed. An eager probe takes what
+    /// it needs from its prerequisites only through [`crate::engine::Facts::wait`], and never
+    /// sends a credential anywhere before a fact proves the target is the right one; the
+    /// runner discards its result (and stops it) when a prerequisite fails, and starts its
+    /// deadline only when the prerequisites have passed. This takes the chain's depth off the
+    /// wall time: the data checks are already waiting when the data source is known.
+    fn eager(&self) -> bool {
+        false
+    }
 }
 
 /// What a failure counts as.

@@ -125,6 +125,7 @@ async fn build_kube(
 #[derive(Default)]
 pub struct Facts {
     map: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    added: tokio::sync::Notify,
 }
 
 impl Facts {
@@ -134,6 +135,21 @@ impl Facts {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(TypeId::of::<T>(), Arc::new(value));
+        self.added.notify_waiters();
+    }
+
+    /// Waits until a check records a fact of this type. Only for eager probes (see
+    /// [`crate::engine::Probe::eager`]): the runner stops them if the producer fails.
+    pub async fn wait<T: Any + Send + Sync>(&self) -> Arc<T> {
+        loop {
+            let notified = self.added.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(v) = self.get::<T>() {
+                return v;
+            }
+            notified.await;
+        }
     }
 
     /// Reads a fact, if a check recorded one.

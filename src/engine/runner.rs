@@ -256,6 +256,17 @@ impl Runner {
         let mut ready: BTreeSet<usize> = BTreeSet::new();
         let mut set: JoinSet<(usize, Done)> = JoinSet::new();
         let mut task_ids: HashMap<tokio::task::Id, usize> = HashMap::new();
+        // Eager checks started before their needs settled: their task and the signal that
+        // starts their deadline; results that came back before the needs settled.
+        let mut early: HashMap<
+            usize,
+            (
+                tokio::task::AbortHandle,
+                tokio::sync::watch::Sender<Option<Instant>>,
+            ),
+        > = HashMap::new();
+        let mut early_done: HashMap<usize, CheckResult> = HashMap::new();
+        let mut ready_running: HashSet<usize> = HashSet::new();
         loop {
             // Settle everything whose prerequisites are settled: skip it, or queue it.
             let mut progressed = true;
@@ -294,31 +305,69 @@ impl Runner {
                             Status::Skip => format!("needs {need}, which was skipped"),
                             s => format!("needs {need}, which ended in {s}"),
                         };
+                        // A speculative start is stopped and its result, if any, dropped.
+                        if let Some((h, _)) = early.remove(&i) {
+                            h.abort();
+                        }
+                        early_done.remove(&i);
                         let r = self.skipped(i, reason, attempt);
                         events(RunEvent::Finished(Box::new(r.clone())));
                         results.insert(i, r);
                         continue;
                     }
+                    if let Some(r) = early_done.remove(&i) {
+                        early.remove(&i);
+                        let r = self.finish(i, r, attempt);
+                        events(RunEvent::Finished(Box::new(r.clone())));
+                        results.insert(i, r);
+                        continue;
+                    }
+                    if let Some((h, go)) = early.remove(&i) {
+                        // Its needs passed: its deadline starts now; its result counts.
+                        events(RunEvent::Started {
+                            id: spec.id.clone(),
+                        });
+                        let _ = go.send(Some(Instant::now()));
+                        early.insert(i, (h, go));
+                        continue;
+                    }
                     ready.insert(i);
                 }
             }
-            while set.len() < jobs
+            // Eager checks start now, unless a need has already failed; they do not take a
+            // job slot while they wait for the facts of their prerequisites.
+            let eager_now: Vec<usize> = pending
+                .iter()
+                .copied()
+                .filter(|i| {
+                    !early.contains_key(i)
+                        && !early_done.contains_key(i)
+                        && self.specs[*i].probe.eager()
+                })
+                .filter(|i| {
+                    self.specs[*i].needs.iter().all(|n| {
+                        index.get(n.as_str()).is_none_or(|j| {
+                            results.get(j).is_none_or(|r| r.status.satisfies_needs())
+                        })
+                    })
+                })
+                .collect();
+            for i in eager_now {
+                let (go_tx, go_rx) = tokio::sync::watch::channel(None);
+                let handle = self.spawn_check(&mut set, cx, i, go_rx);
+                task_ids.insert(handle.id(), i);
+                early.insert(i, (handle, go_tx));
+            }
+            while ready_running.len() < jobs
                 && let Some(i) = ready.pop_first()
             {
-                let spec = &self.specs[i];
                 events(RunEvent::Started {
-                    id: spec.id.clone(),
+                    id: self.specs[i].id.clone(),
                 });
-                let probe = spec.probe.clone();
-                let timeout = spec.timeout.unwrap_or(self.options.default_timeout);
-                let mut ccx = cx.clone();
-                ccx.timeout = timeout;
-                let handle = set.spawn(async move {
-                    let start = Instant::now();
-                    let outcome = run_one(probe, ccx, timeout).await;
-                    (i, Done::Ran(stamp(outcome, start.elapsed())))
-                });
+                let (_go_tx, go_rx) = tokio::sync::watch::channel(Some(Instant::now()));
+                let handle = self.spawn_check(&mut set, cx, i, go_rx);
                 task_ids.insert(handle.id(), i);
+                ready_running.insert(i);
             }
             if set.is_empty() {
                 // Nothing runs and nothing more can start. Whatever is still pending waits on
@@ -335,6 +384,7 @@ impl Runner {
             }
             let (i, result) = match set.join_next_with_id().await {
                 Some(Ok((_, (i, Done::Ran(r))))) => (i, r),
+                Some(Err(e)) if e.is_cancelled() => continue,
                 Some(Err(e)) => {
                     // A panic inside the probe is caught in run_one; this is a panic in the
                     // runner's own wrapper or a cancelled task: still only this check's error.
@@ -347,10 +397,45 @@ impl Runner {
                 }
                 None => break,
             };
+            if pending.contains(&i) {
+                // An eager check ended before its needs settled: keep its result until they do.
+                early_done.insert(i, result);
+                continue;
+            }
+            ready_running.remove(&i);
+            early.remove(&i);
             let r = self.finish(i, result, attempt);
             events(RunEvent::Finished(Box::new(r.clone())));
             results.insert(i, r);
         }
+    }
+
+    /// Spawns one check; its deadline starts when `go` holds an instant.
+    fn spawn_check(
+        &self,
+        set: &mut JoinSet<(usize, Done)>,
+        cx: &CheckCtx,
+        i: usize,
+        go: tokio::sync::watch::Receiver<Option<Instant>>,
+    ) -> tokio::task::AbortHandle {
+        let spec = &self.specs[i];
+        let probe = spec.probe.clone();
+        let timeout = spec.timeout.unwrap_or(self.options.default_timeout);
+        let mut ccx = cx.clone();
+        ccx.timeout = timeout;
+        set.spawn(async move {
+            let start = Instant::now();
+            let (outcome, went) = run_one(probe, ccx, timeout, go).await;
+            // Time spent waiting for the prerequisites is theirs, not this check's.
+            let from = went.map_or(start, |g| g.max(start));
+            (
+                i,
+                Done::Ran(stamp(
+                    outcome,
+                    Instant::now().saturating_duration_since(from),
+                )),
+            )
+        })
     }
 
     fn finish(&self, i: usize, mut r: CheckResult, attempt: u32) -> CheckResult {
@@ -503,9 +588,32 @@ fn stamp(o: Outcome, elapsed: Duration) -> CheckResult {
     r
 }
 
-async fn run_one(probe: Arc<dyn super::Probe>, cx: CheckCtx, timeout: Duration) -> Outcome {
+/// Runs a probe; its deadline starts when `go` holds an instant (at once for a check whose
+/// needs have passed, later for an eager one). Returns the outcome and when it was let go.
+async fn run_one(
+    probe: Arc<dyn super::Probe>,
+    cx: CheckCtx,
+    timeout: Duration,
+    mut go: tokio::sync::watch::Receiver<Option<Instant>>,
+) -> (Outcome, Option<Instant>) {
     let fut = AssertUnwindSafe(async move { probe.run(&cx).await }).catch_unwind();
-    match tokio::time::timeout(timeout + Runner::GRACE, fut).await {
+    let deadline = async {
+        let t = loop {
+            if let Some(t) = *go.borrow_and_update() {
+                break t;
+            }
+            if go.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::time::sleep_until(t + timeout + Runner::GRACE).await;
+    };
+    let result = tokio::select! {
+        r = fut => Ok(r),
+        _ = deadline => Err(()),
+    };
+    let went = *go.borrow();
+    let outcome = match result {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(panic)) => {
             let what = panic
@@ -519,7 +627,8 @@ async fn run_one(probe: Arc<dyn super::Probe>, cx: CheckCtx, timeout: Duration) 
             "timed out after {}",
             humantime::format_duration(timeout)
         )),
-    }
+    };
+    (outcome, went)
 }
 
 /// Fills `{name}` in a remedy template from the check's evidence (strings, numbers and lists

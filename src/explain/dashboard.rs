@@ -791,7 +791,7 @@ pub async fn scan(
     }
     // Bounded concurrency: a few queries at once, the rest wait.
     use futures::StreamExt;
-    let done: Vec<PanelFinding> = futures::stream::iter(jobs).buffered(6).collect().await;
+    let done: Vec<PanelFinding> = futures::stream::iter(jobs).buffered(16).collect().await;
     report.panels.extend(done);
     report
 }

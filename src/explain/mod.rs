@@ -35,7 +35,8 @@ pub enum Verdict {
     Stale,
     /// It comes and goes.
     Intermittent,
-    /// A range window is shorter than twice the scrape interval.
+    /// A range window is shorter than four scrape intervals: under two, the function returns
+    /// nothing; under four, nothing whenever a scrape is late (gaps).
     WindowTooShort,
     /// Prometheus itself had no data in the window.
     PrometheusDown,
@@ -84,7 +85,8 @@ pub struct Explanation {
     pub result: QueryResult,
     /// Every selector, in the query's order.
     pub selectors: Vec<SelectorReport>,
-    /// The one-line root cause, when the query is empty or zero.
+    /// The one-line root cause, when the query is empty or zero, or returns data that misleads
+    /// (a gappy range window, a grouping label that folds every service into one line).
     pub root_cause: Option<String>,
     /// What to type: a corrected query or the configuration to change.
     pub remedy: Option<String>,
@@ -479,11 +481,14 @@ pub async fn explain(
     let end = now();
     let lb_start = end - opts.lookback.as_secs_f64();
     let up_query = format!("count(count_over_time(up[{}]))", secs(opts.window));
-    let (result, names, intervals, up) = tokio::join!(
+    // Everything independent goes out at once: the query itself, the metric names, the
+    // scrape intervals, Prometheus's own liveness, and each selector's first questions.
+    let (result, names, intervals, up, pres) = tokio::join!(
         evaluate(api, query, opts.window),
         api.label_values("__name__", None, lb_start, end),
         scrape_intervals(api),
-        api.instant(&up_query, None)
+        api.instant(&up_query, None),
+        futures::future::join_all(found.iter().map(|f| prefetch(api, f, opts.window)))
     );
     let (result, _) = result.map_err(ExplainError::Prom)?;
     let names = names.map_err(ExplainError::Prom)?;
@@ -494,8 +499,13 @@ pub async fn explain(
         names,
         intervals,
     };
-    let reports =
-        futures::future::join_all(found.iter().map(|f| diagnose(&cx, f, prometheus_down))).await;
+    let reports = futures::future::join_all(
+        found
+            .iter()
+            .zip(pres)
+            .map(|(f, pre)| diagnose(&cx, f, pre, prometheus_down)),
+    )
+    .await;
     let mut selectors_out = Vec::new();
     for r in reports {
         selectors_out.push(r.map_err(ExplainError::Prom)?);
@@ -505,7 +515,9 @@ pub async fn explain(
         .find(|s| !matches!(s.verdict, Verdict::Present | Verdict::Zero))
         .or_else(|| selectors_out.iter().find(|s| s.verdict == Verdict::Zero));
     let (root_cause, remedy) = match (result, culprit) {
-        (QueryResult::Data, Some(c)) if c.verdict == Verdict::WindowTooShort => (Some(c.detail.clone()), fix_query(query, c)),
+        // Data, but misleading: a gappy range, or a grouping label that folds every service
+        // into one line. Say why and how, although the query returns something.
+        (QueryResult::Data, Some(c)) if c.verdict != Verdict::Zero => (Some(c.detail.clone()), fix_query(query, c).or_else(|| c.remedy.clone())),
         (QueryResult::Data, _) => (None, None),
         (_, Some(c)) => (Some(c.detail.clone()), fix_query(query, c).or_else(|| c.remedy.clone())),
         (QueryResult::Zero, None) => (Some("the query's series exist but every value is 0 in the window".into()), None),
@@ -533,9 +545,85 @@ fn fix_query(query: &str, c: &SelectorReport) -> Option<String> {
         .then(|| query.replacen(replace, first, 1))
 }
 
+/// The first questions about a selector, asked at once (one round trip, concurrently with
+/// the query's own evaluation): series in the window, their jobs, whether a range holds two
+/// samples, whether the values are all zero, and the grouping labels' shadows.
+struct Pre {
+    in_window: Result<Vec<crate::probes::prom::Sample>, PromError>,
+    jobs: Vec<crate::probes::prom::Sample>,
+    enough: f64,
+    zero: bool,
+    /// Per grouping label: series carrying `exported_<label>`, and series carrying the label.
+    grouping: Vec<(f64, f64)>,
+}
+
+async fn prefetch(api: &PromApi, f: &Found, window: Duration) -> Pre {
+    let sel = selector_text(&f.vs);
+    let w = secs(window);
+    let value = |r: Result<Vec<crate::probes::prom::Sample>, PromError>| {
+        r.ok()
+            .and_then(|v| v.first().map(|s| s.value))
+            .unwrap_or(0.0)
+    };
+    let count_q = format!("count(last_over_time({sel}[{w}]))");
+    let jobs_q = format!("count by (job) (last_over_time({sel}[{w}]))");
+    let enough_q = f
+        .range
+        .map(|r| format!("count(count_over_time({sel}[{}]) >= 2)", secs(r)));
+    let zero_q = if matches!(
+        f.func.as_deref(),
+        Some("rate" | "irate" | "increase" | "delta" | "idelta" | "deriv")
+    ) {
+        format!("sum(increase({sel}[{w}]))")
+    } else {
+        format!("max(abs(max_over_time({sel}[{w}])))")
+    };
+    let group_qs: Vec<(String, String)> = f
+        .grouping
+        .iter()
+        .map(|g| {
+            (
+                format!(
+                    "count(last_over_time({}[{w}]))",
+                    with_label(&sel, &format!("exported_{g}"), true)
+                ),
+                format!("count(last_over_time({}[{w}]))", with_label(&sel, g, true)),
+            )
+        })
+        .collect();
+    let groups = futures::future::join_all(group_qs.iter().map(|(a, b)| async move {
+        let (x, y) = tokio::join!(api.instant(a, None), api.instant(b, None));
+        (value(x), value(y))
+    }));
+    let enough = async {
+        match &enough_q {
+            Some(q) => value(api.instant(q, None).await),
+            None => 1.0,
+        }
+    };
+    let (in_window, jobs, enough, z, grouping) = tokio::join!(
+        api.instant(&count_q, None),
+        api.instant(&jobs_q, None),
+        enough,
+        api.instant(&zero_q, None),
+        groups
+    );
+    Pre {
+        in_window,
+        jobs: jobs.unwrap_or_default(),
+        enough,
+        zero: z
+            .ok()
+            .and_then(|v| v.first().map(|s| s.value == 0.0))
+            .unwrap_or(false),
+        grouping,
+    }
+}
+
 async fn diagnose(
     cx: &Ctx<'_>,
     f: &Found,
+    pre: Pre,
     prometheus_down: bool,
 ) -> Result<SelectorReport, PromError> {
     let sel = selector_text(&f.vs);
@@ -562,23 +650,13 @@ async fn diagnose(
     }
     let metric = metric_name(&f.vs);
     // 1. Present now, over the window?
-    let in_window = cx
-        .api
-        .instant(&format!("count(last_over_time({sel}[{w}]))"), None)
-        .await?;
+    let in_window = pre.in_window?;
     let count = in_window.first().map(|s| s.value as u64).unwrap_or(0);
     if count > 0 {
         // Window too short for the scrape interval?
         if let Some(range) = f.range {
-            let jobs = cx
-                .api
-                .instant(
-                    &format!("count by (job) (last_over_time({sel}[{w}]))"),
-                    None,
-                )
-                .await
-                .unwrap_or_default();
-            let interval = jobs
+            let interval = pre
+                .jobs
                 .iter()
                 .filter_map(|s| s.metric.get("job").and_then(|j| cx.intervals.get(j)))
                 .max()
@@ -591,6 +669,26 @@ async fn diagnose(
                     format!(
                         "the range [{}] is shorter than twice the {} scrape interval: {} sees fewer than two samples and returns nothing",
                         secs(range),
+                        secs(iv),
+                        f.func.as_deref().unwrap_or("the function")
+                    ),
+                );
+                let better = format!("[{}]", secs((iv * 4).max(Duration::from_secs(60))));
+                r.suggestions = vec![format!("{sel}{better}"), format!("{sel}[$__rate_interval]")];
+                r.evidence = json!({"scrape_interval": secs(iv), "range": secs(range), "replace": format!("{sel}[{}]", secs(range))});
+                return Ok(r);
+            }
+            // Two to four intervals: two samples at best, so one late scrape empties a step
+            // and the graph has gaps (Grafana's $__rate_interval is four intervals).
+            if let Some(iv) = interval
+                && range < iv * 4
+            {
+                let mut r = report(
+                    Verdict::WindowTooShort,
+                    format!(
+                        "the range [{}] holds only about {} samples at the {} scrape interval: {} returns nothing whenever a scrape is late, so the graph has gaps",
+                        secs(range),
+                        (range.as_secs_f64() / iv.as_secs_f64()).floor(),
                         secs(iv),
                         f.func.as_deref().unwrap_or("the function")
                     ),
@@ -637,14 +735,7 @@ async fn diagnose(
         // interval close to the range, leave it empty although the series exist.
         if let Some(range) = f.range {
             let rs = secs(range);
-            let enough = cx
-                .api
-                .instant(&format!("count(count_over_time({sel}[{rs}]) >= 2)"), None)
-                .await
-                .ok()
-                .and_then(|v| v.first().map(|s| s.value))
-                .unwrap_or(0.0);
-            if enough <= 0.0 {
+            if pre.enough <= 0.0 {
                 let mut r = report(
                     Verdict::WindowTooShort,
                     format!(
@@ -664,17 +755,7 @@ async fn diagnose(
             }
         }
         // Absent vs zero vs present.
-        let zero_q = if matches!(
-            f.func.as_deref(),
-            Some("rate" | "irate" | "increase" | "delta" | "idelta" | "deriv")
-        ) {
-            format!("sum(increase({sel}[{w}]))")
-        } else {
-            format!("max(abs(max_over_time({sel}[{w}])))")
-        };
-        let z = cx.api.instant(&zero_q, None).await.unwrap_or_default();
-        let zero = z.first().is_some_and(|s| s.value == 0.0);
-        if zero {
+        if pre.zero {
             let mut r = report(
                 Verdict::Zero,
                 format!(
@@ -693,21 +774,9 @@ async fn diagnose(
         let mut r = report(Verdict::Present, format!("{count} series in the last {w}"));
         r.evidence = json!({"series": count});
         // A grouping label the series lack (exported_application).
-        for g in &f.grouping {
+        for (gi, g) in f.grouping.iter().enumerate() {
             let exported = format!("exported_{g}");
-            let shadowed = cx
-                .api
-                .instant(
-                    &format!(
-                        "count(last_over_time({}[{w}]))",
-                        with_label(&sel, &exported, true)
-                    ),
-                    None,
-                )
-                .await
-                .ok()
-                .and_then(|v| v.first().map(|s| s.value))
-                .unwrap_or(0.0);
+            let (shadowed, labelled) = pre.grouping.get(gi).copied().unwrap_or((0.0, count as f64));
             if shadowed > 0.0 {
                 let (qa, qt) = (
                     format!("count by ({exported}) (last_over_time({sel}[{w}]))"),
@@ -738,34 +807,9 @@ async fn diagnose(
                 r.remedy = Some(label_remedy(g, true));
                 return Ok(r);
             }
-            let with = cx
-                .api
-                .instant(
-                    &format!("count(last_over_time({}[{w}]))", with_label(&sel, g, true)),
-                    None,
-                )
-                .await;
-            let labelled = with
-                .ok()
-                .and_then(|v| v.first().map(|s| s.value))
-                .unwrap_or(0.0);
             let missing = count as f64 - labelled;
             if missing > 0.0 {
-                let exported = format!("exported_{g}");
-                let has_exported = cx
-                    .api
-                    .instant(
-                        &format!(
-                            "count(last_over_time({}[{w}]))",
-                            with_label(&sel, &exported, true)
-                        ),
-                        None,
-                    )
-                    .await
-                    .ok()
-                    .and_then(|v| v.first().map(|s| s.value))
-                    .unwrap_or(0.0)
-                    > 0.0;
+                let has_exported = shadowed > 0.0;
                 let mut r = report(
                     Verdict::LabelMissing,
                     if has_exported {
@@ -823,15 +867,31 @@ async fn diagnose(
     }
     // 3. Stale or intermittent?
     let lb = secs(cx.opts.lookback);
-    let step = (cx.opts.lookback.as_secs() / 240).max(15);
-    let last_seen = cx
-        .api
-        .instant(
-            &format!("max(max_over_time(timestamp({sel})[{lb}:{step}s]))"),
-            None,
-        )
-        .await
-        .unwrap_or_default();
+    // Each step sees the newest sample of the 5 minutes before it (Prometheus's lookback), so
+    // a step under 5 minutes always lands where the last sample is seen: the exact time, not
+    // a step earlier (a 24h lookback / 240 is 6 minutes).
+    let step = (cx.opts.lookback.as_secs() / 240).clamp(15, 240);
+    // The questions of steps 3 and 4 go out together: when it was last seen, and the values
+    // of every label the selector matches on (and of its exported_ twin).
+    let (from, to) = (now() - cx.opts.lookback.as_secs_f64(), now());
+    let labels: Vec<String> = f
+        .vs
+        .matchers
+        .matchers
+        .iter()
+        .filter(|m| m.name != "__name__")
+        .flat_map(|m| [m.name.clone(), format!("exported_{}", m.name)])
+        .collect();
+    let last_q = format!("max(max_over_time(timestamp({sel})[{lb}:{step}s]))");
+    let (last_seen, label_values) = tokio::join!(
+        cx.api.instant(&last_q, None),
+        futures::future::join_all(labels.iter().map(|l| cx.api.label_values(l, Some(&metric), from, to)))
+    );
+    let last_seen = last_seen.unwrap_or_default();
+    let values_of: BTreeMap<String, Vec<String>> = labels
+        .into_iter()
+        .zip(label_values.into_iter().map(|v| v.unwrap_or_default()))
+        .collect();
     if let Some(ts) = last_seen.first().map(|s| s.value) {
         let ago = now() - ts;
         let mut r = report(
@@ -858,28 +918,10 @@ async fn diagnose(
         if matches!(m.op, MatchOp::NotEqual | MatchOp::NotRe(_)) && m.value.is_empty() {
             continue;
         }
-        let values = cx
-            .api
-            .label_values(
-                &m.name,
-                Some(&metric),
-                now() - cx.opts.lookback.as_secs_f64(),
-                now(),
-            )
-            .await
-            .unwrap_or_default();
+        let values = values_of.get(&m.name).cloned().unwrap_or_default();
         if values.is_empty() {
             let exported = format!("exported_{}", m.name);
-            let exp_values = cx
-                .api
-                .label_values(
-                    &exported,
-                    Some(&metric),
-                    now() - cx.opts.lookback.as_secs_f64(),
-                    now(),
-                )
-                .await
-                .unwrap_or_default();
+            let exp_values = values_of.get(&exported).cloned().unwrap_or_default();
             let has_exported = exp_values.iter().any(|v| matches_op(&m.op, &m.value, v));
             let mut r = report(
                 Verdict::LabelMissing,
@@ -903,16 +945,7 @@ async fn diagnose(
         }
         if !values.iter().any(|v| matches_op(&m.op, &m.value, v)) {
             let exported = format!("exported_{}", m.name);
-            let exp_values = cx
-                .api
-                .label_values(
-                    &exported,
-                    Some(&metric),
-                    now() - cx.opts.lookback.as_secs_f64(),
-                    now(),
-                )
-                .await
-                .unwrap_or_default();
+            let exp_values = values_of.get(&exported).cloned().unwrap_or_default();
             if exp_values.iter().any(|v| matches_op(&m.op, &m.value, v)) {
                 let mut r = report(
                     Verdict::LabelMissing,

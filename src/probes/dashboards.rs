@@ -42,27 +42,33 @@ impl Dashboards {
 
 #[async_trait::async_trait]
 impl Probe for Dashboards {
+    fn eager(&self) -> bool {
+        true
+    }
+
     async fn run(&self, cx: &CheckCtx) -> Outcome {
-        let Some(session) = cx.facts.get::<GrafanaSession>() else {
-            return Outcome::error("no Grafana session: grafana.login did not record one");
-        };
+        let session = cx.facts.wait::<GrafanaSession>().await;
         let g = GrafanaApi {
             http: cx.clients.http.clone(),
             base: cx.settings.grafana_url.clone(),
             session,
             timeout: cx.timeout,
         };
-        let dss = match dashboard::datasources(&g).await {
+        let search = async {
+            if self.uids.is_empty() {
+                dashboard::dashboard_uids(&g).await
+            } else {
+                Ok(self.uids.clone())
+            }
+        };
+        let (dss, uids) = tokio::join!(dashboard::datasources(&g), search);
+        let dss = match dss {
             Ok(d) => d,
             Err(e) => return Outcome::error(e),
         };
-        let uids = if self.uids.is_empty() {
-            match dashboard::dashboard_uids(&g).await {
-                Ok(u) => u,
-                Err(e) => return Outcome::error(e),
-            }
-        } else {
-            self.uids.clone()
+        let uids = match uids {
+            Ok(u) => u,
+            Err(e) => return Outcome::error(e),
         };
         let reports = futures::future::join_all(
             uids.iter()

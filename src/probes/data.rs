@@ -53,8 +53,12 @@ impl Traffic {
 
 #[async_trait::async_trait]
 impl Probe for Traffic {
+    fn eager(&self) -> bool {
+        true
+    }
+
     async fn run(&self, cx: &CheckCtx) -> Outcome {
-        let api = match PromApi::from_ctx(cx) {
+        let api = match PromApi::from_ctx(cx).await {
             Ok(a) => a,
             Err(o) => return o,
         };
@@ -191,8 +195,12 @@ impl TimeRange {
 
 #[async_trait::async_trait]
 impl Probe for TimeRange {
+    fn eager(&self) -> bool {
+        true
+    }
+
     async fn run(&self, cx: &CheckCtx) -> Outcome {
-        let api = match PromApi::from_ctx(cx) {
+        let api = match PromApi::from_ctx(cx).await {
             Ok(a) => a,
             Err(o) => return o,
         };
@@ -304,7 +312,8 @@ impl Probe for TimeRange {
         }
         // Clocks.
         let mut skews = Vec::new();
-        if let Some(p) = cx.facts.get::<PromInfo>() {
+        {
+            let p = cx.facts.wait::<PromInfo>().await;
             let skew = p.server_time - p.local_time + p.rtt.as_secs_f64() / 2.0;
             o_evidence.insert(
                 "prometheus_clock_skew_s".into(),

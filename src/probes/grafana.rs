@@ -604,10 +604,12 @@ fn provisioning_yaml(ns: &str, url: &str) -> String {
 
 #[async_trait::async_trait]
 impl Probe for DatasourceCheck {
+    fn eager(&self) -> bool {
+        true
+    }
+
     async fn run(&self, cx: &CheckCtx) -> Outcome {
-        let Some(session) = cx.facts.get::<GrafanaSession>() else {
-            return Outcome::error("no Grafana session: grafana.login did not record one");
-        };
+        let session = cx.facts.wait::<GrafanaSession>().await;
         let ns = &cx.settings.monitoring_namespace;
         let req = session.apply(
             cx.clients
@@ -697,6 +699,8 @@ impl Probe for DatasourceCheck {
             url: chosen.url.clone(),
             kind: chosen.kind.clone(),
         };
+        // The checks downstream may start on it now; they are stopped if the test fails.
+        cx.facts.put(ds.clone());
         let health_path = format!("/api/datasources/uid/{}/health", chosen.uid);
         let req = session.apply(
             cx.clients
@@ -729,7 +733,6 @@ impl Probe for DatasourceCheck {
                 .evidence("datasources", &all)
         };
         if a.status == 200 && status == "OK" {
-            cx.facts.put(ds);
             return base(Outcome::pass(format!(
                 "data source {:?} works: {message}{several}",
                 chosen.name
@@ -737,7 +740,6 @@ impl Probe for DatasourceCheck {
         }
         if a.status == 404 && status.is_empty() {
             // Grafana 9.0-9.3 has no backend health check for Prometheus: the proxy tells instead.
-            cx.facts.put(ds);
             return base(Outcome::pass(format!(
                 "data source {:?} exists (this Grafana has no health endpoint for it; Prometheus is tested through its proxy next){several}",
                 chosen.name

@@ -98,8 +98,12 @@ fn install_remedy(cx: &CheckCtx) -> String {
 
 #[async_trait::async_trait]
 impl Probe for ExporterCheck {
+    fn eager(&self) -> bool {
+        true
+    }
+
     async fn run(&self, cx: &CheckCtx) -> Outcome {
-        let api = match PromApi::from_ctx(cx) {
+        let api = match PromApi::from_ctx(cx).await {
             Ok(a) => a,
             Err(o) => return o,
         };

@@ -6,7 +6,7 @@
 use super::{BuildError, parse_args};
 use crate::engine::{CheckCtx, KubeUnavailable, Outcome, Probe};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Endpoints, Pod, PodTemplateSpec, Service};
+use k8s_openapi::api::core::v1::{Endpoints, PodTemplateSpec, Service};
 use kube::api::{Api, ListParams};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -494,6 +494,10 @@ fn service_monitor(ns: &str, name: &str, labels: &BTreeMap<String, String>) -> S
 
 #[async_trait::async_trait]
 impl Probe for ScrapeAnnotations {
+    fn eager(&self) -> bool {
+        true
+    }
+
     async fn run(&self, cx: &CheckCtx) -> Outcome {
         let client = match cx.kube().await {
             Ok(c) => c,
@@ -588,31 +592,4 @@ impl Probe for ScrapeAnnotations {
         }
         o
     }
-}
-
-/// Pods of a Deployment (by its selector's matchLabels), for the target checks.
-pub async fn pods_of(
-    client: &kube::Client,
-    ns: &str,
-    d: &Deployment,
-) -> Result<Vec<Pod>, kube::Error> {
-    let selector = d
-        .spec
-        .selector
-        .match_labels
-        .as_ref()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let lp = if selector.is_empty() {
-        ListParams::default()
-    } else {
-        ListParams::default().labels(&selector)
-    };
-    Ok(pods.list(&lp).await?.items)
 }

@@ -59,14 +59,17 @@ impl PanelQuery {
 
 #[async_trait::async_trait]
 impl Probe for PanelQuery {
+    fn eager(&self) -> bool {
+        true
+    }
+
     async fn run(&self, cx: &CheckCtx) -> Outcome {
-        if self.needs_kafka_exporter && cx.facts.get::<KafkaExporter>().is_some_and(|k| !k.present)
-        {
+        if self.needs_kafka_exporter && !cx.facts.wait::<KafkaExporter>().await.present {
             return Outcome::skip(
                 "no Kafka exporter runs (see kafka.exporter); the guide's fallback panel is panel.jvm-heap",
             );
         }
-        let api = match PromApi::from_ctx(cx) {
+        let api = match PromApi::from_ctx(cx).await {
             Ok(a) => a,
             Err(o) => return o,
         };

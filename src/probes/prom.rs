@@ -120,7 +120,10 @@ pub struct PromApi {
 impl PromApi {
     /// From the run: `--prometheus-url`, else Grafana's proxy with the session and data source
     /// that `grafana.login` and `grafana.datasource` recorded.
-    pub fn from_ctx(cx: &CheckCtx) -> Result<PromApi, Outcome> {
+    ///
+    /// Through Grafana it waits for the session and the data source (the checks that use it
+    /// are eager: the runner stops them if those facts never come).
+    pub async fn from_ctx(cx: &CheckCtx) -> Result<PromApi, Outcome> {
         if let Some(u) = &cx.settings.prometheus_url {
             return Ok(PromApi {
                 http: cx.clients.http.clone(),
@@ -130,21 +133,16 @@ impl PromApi {
                 via: u.clone(),
             });
         }
-        let session = cx.facts.get::<GrafanaSession>();
-        let ds = cx.facts.get::<Datasource>();
-        match (session, ds) {
-            (Some(s), Some(d)) => Ok(PromApi::via_grafana(
-                cx.clients.http.clone(),
-                &cx.settings.grafana_url,
-                &d.uid,
-                &d.name,
-                s,
-                cx.timeout,
-            )),
-            _ => Err(Outcome::error(
-                "no Prometheus to ask: neither --prometheus-url nor a working Grafana data source",
-            )),
-        }
+        let s = cx.facts.wait::<GrafanaSession>().await;
+        let d = cx.facts.wait::<Datasource>().await;
+        Ok(PromApi::via_grafana(
+            cx.clients.http.clone(),
+            &cx.settings.grafana_url,
+            &d.uid,
+            &d.name,
+            s,
+            cx.timeout,
+        ))
     }
 
     /// Through Grafana's data source proxy for the data source `uid`.
@@ -442,8 +440,12 @@ impl ApiCheck {
 
 #[async_trait::async_trait]
 impl Probe for ApiCheck {
+    fn eager(&self) -> bool {
+        true
+    }
+
     async fn run(&self, cx: &CheckCtx) -> Outcome {
-        let api = match PromApi::from_ctx(cx) {
+        let api = match PromApi::from_ctx(cx).await {
             Ok(a) => a,
             Err(o) => return o,
         };
@@ -641,8 +643,12 @@ fn drop_reason(t: &Target) -> String {
 
 #[async_trait::async_trait]
 impl Probe for TargetsCheck {
+    fn eager(&self) -> bool {
+        true
+    }
+
     async fn run(&self, cx: &CheckCtx) -> Outcome {
-        let api = match PromApi::from_ctx(cx) {
+        let api = match PromApi::from_ctx(cx).await {
             Ok(a) => a,
             Err(o) => return o,
         };
@@ -651,7 +657,12 @@ impl Probe for TargetsCheck {
             let client = cx.kube().await.ok()?;
             let deploys: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
                 kube::Api::namespaced(client.clone(), &ns);
-            let list = deploys.list(&Default::default()).await.ok()?;
+            let pods_api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+                kube::Api::namespaced(client.clone(), &ns);
+            // Both lists at once; pods are matched to their Deployment's selector here.
+            let lp = kube::api::ListParams::default();
+            let (list, pods) = tokio::join!(deploys.list(&lp), pods_api.list(&lp));
+            let (list, pods) = (list.ok()?, pods.ok()?);
             let mut out: BTreeMap<String, (i32, Vec<String>)> = BTreeMap::new();
             for d in &list.items {
                 let Some(name) = d.metadata.name.clone() else {
@@ -660,15 +671,19 @@ impl Probe for TargetsCheck {
                 if !cx.settings.services.contains(&name) {
                     continue;
                 }
-                let pods = kubeprobe::pods_of(&client, &ns, d).await.ok()?;
-                let replicas = d.spec.replicas.unwrap_or(1);
-                out.insert(
-                    name,
-                    (
-                        replicas,
-                        pods.into_iter().filter_map(|p| p.metadata.name).collect(),
-                    ),
-                );
+                let selector = d.spec.selector.match_labels.clone().unwrap_or_default();
+                let names: Vec<String> = pods
+                    .items
+                    .iter()
+                    .filter(|p| {
+                        !selector.is_empty()
+                            && selector.iter().all(|(k, v)| {
+                                p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v)
+                            })
+                    })
+                    .filter_map(|p| p.metadata.name.clone())
+                    .collect();
+                out.insert(name, (d.spec.replicas.unwrap_or(1), names));
             }
             Some(out)
         };
