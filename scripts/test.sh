@@ -18,7 +18,12 @@ fi
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo build --locked
-cargo test --locked --no-fail-fast
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked --no-fail-fast 2>&1 | tee "$log"
 if [ -x ../shared/tools/contract-check ]; then
   python3 ../shared/tools/contract-check target/debug/msa-doctor
 fi
+# One closing line for the whole run: the sum of every test binary's counts.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

@@ -474,6 +474,7 @@ pub fn lint(args: LintArgs) -> Result<i32, ConfigError> {
     let mut remedies: Vec<String> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     let mut not_scraped: Vec<String> = Vec::new();
+    let mut lint_warnings: Vec<String> = Vec::new();
     for file in yaml_files(&args.paths)? {
         let text = std::fs::read_to_string(&file).map_err(|e| ConfigError::Read {
             path: file.clone(),
@@ -536,6 +537,13 @@ pub fn lint(args: LintArgs) -> Result<i32, ConfigError> {
             let f = inspect_template(&meta_ann, &template);
             if services.contains(&name) {
                 seen.push(name.clone());
+                if f.problems.is_empty() && !f.warnings.is_empty() {
+                    lint_warnings.push(format!(
+                        "{kind} {name} ({}): {}",
+                        file.display(),
+                        f.warnings.join("; ")
+                    ));
+                }
                 if !f.problems.is_empty() {
                     problems.push(format!(
                         "{kind} {name} ({}): {}",
@@ -582,12 +590,14 @@ pub fn lint(args: LintArgs) -> Result<i32, ConfigError> {
         base(
             "k8s.scrape-annotations",
             "Every Deployment asks Prometheus to scrape its pods",
-            if missing.is_empty() {
+            if missing.is_empty() && lint_warnings.is_empty() {
                 Status::Pass
             } else {
                 Status::Warn
             },
-            if missing.is_empty() {
+            if !lint_warnings.is_empty() {
+                lint_warnings.join(" | ")
+            } else if missing.is_empty() {
                 format!("{workloads} workloads read; every service asks to be scraped")
             } else {
                 format!(

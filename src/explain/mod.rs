@@ -874,18 +874,22 @@ async fn diagnose(
     // The questions of steps 3 and 4 go out together: when it was last seen, and the values
     // of every label the selector matches on (and of its exported_ twin).
     let (from, to) = (now() - cx.opts.lookback.as_secs_f64(), now());
-    let labels: Vec<String> = f
-        .vs
-        .matchers
-        .matchers
-        .iter()
-        .filter(|m| m.name != "__name__")
-        .flat_map(|m| [m.name.clone(), format!("exported_{}", m.name)])
-        .collect();
+    let labels: Vec<String> =
+        f.vs.matchers
+            .matchers
+            .iter()
+            .filter(|m| m.name != "__name__")
+            .flat_map(|m| [m.name.clone(), format!("exported_{}", m.name)])
+            .collect();
     let last_q = format!("max(max_over_time(timestamp({sel})[{lb}:{step}s]))");
     let (last_seen, label_values) = tokio::join!(
         cx.api.instant(&last_q, None),
-        futures::future::join_all(labels.iter().map(|l| cx.api.label_values(l, Some(&metric), from, to)))
+        futures::future::join_all(labels.iter().map(|l| cx.api.label_values(
+            l,
+            Some(&metric),
+            from,
+            to
+        )))
     );
     let last_seen = last_seen.unwrap_or_default();
     let values_of: BTreeMap<String, Vec<String>> = labels

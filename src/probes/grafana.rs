@@ -353,15 +353,62 @@ fn not_grafana(a: &Answer, what: &str) -> Outcome {
     .evidence("status", a.status)
 }
 
-fn password_remedy(ns: &str, defaulted: bool) -> String {
+fn password_remedy(ns: &str, defaulted: bool, secret: &str, deploy: &str) -> String {
     let first = if defaulted {
         "# msa-doctor tried the guide's default admin/admin; give it the real password:\n"
     } else {
         "# the password given to msa-doctor is refused; read the one the Helm chart set:\n"
     };
     format!(
-        "{first}kubectl get secret -n {ns} grafana -o jsonpath='{{.data.admin-password}}' | base64 -d; echo\nexport GRAFANA_PASSWORD='<that password>'    # or --grafana-password-file FILE\n# or reset it:\nkubectl -n {ns} exec deploy/grafana -- grafana cli admin reset-admin-password '<new password>'"
+        "{first}kubectl get secret -n {ns} {secret} -o jsonpath='{{.data.admin-password}}' | base64 -d; echo\nexport GRAFANA_PASSWORD='<that password>'    # or --grafana-password-file FILE\n# or reset it:\nkubectl -n {ns} exec deploy/{deploy} -- grafana cli admin reset-admin-password '<new password>'"
     )
+}
+
+/// The Secret that holds Grafana's admin password (a key `admin-password`), and the
+/// Deployment that runs Grafana, when the cluster answers: charts name them after the release
+/// (`kube-prometheus-stack-grafana`). Only names are read back, never a value.
+async fn grafana_secret(cx: &CheckCtx) -> (String, String) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, ListParams};
+    let fallback = ("grafana".to_string(), "grafana".to_string());
+    let budget = (cx.timeout / 3).min(Duration::from_secs(2));
+    let Ok(Ok(client)) = tokio::time::timeout(budget, cx.kube()).await else {
+        return fallback;
+    };
+    let ns = &cx.settings.monitoring_namespace;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let deploys: Api<Deployment> = Api::namespaced(client, ns);
+    let lp = ListParams::default();
+    let (s, d) = tokio::join!(
+        tokio::time::timeout(budget, secrets.list(&lp)),
+        tokio::time::timeout(budget, deploys.list(&lp))
+    );
+    let secret = s
+        .ok()
+        .and_then(|r| r.ok())
+        .and_then(|l| {
+            l.items
+                .into_iter()
+                .find(|x| {
+                    x.data
+                        .as_ref()
+                        .is_some_and(|d| d.contains_key("admin-password"))
+                })
+                .and_then(|x| x.metadata.name)
+        })
+        .unwrap_or(fallback.0);
+    let deploy = d
+        .ok()
+        .and_then(|r| r.ok())
+        .and_then(|l| {
+            l.items
+                .into_iter()
+                .filter_map(|x| x.metadata.name)
+                .find(|n| n.contains("grafana") && !n.contains("operator"))
+        })
+        .unwrap_or(fallback.1);
+    (secret, deploy)
 }
 
 #[async_trait::async_trait]
@@ -480,7 +527,10 @@ impl Probe for Login {
                         ))
                         .evidence("user", user)
                         .evidence("default_password_tried", *defaulted)
-                        .remedy(password_remedy(ns, *defaulted))
+                        .remedy({
+                            let (secret, deploy) = grafana_secret(cx).await;
+                            password_remedy(ns, *defaulted, &secret, &deploy)
+                        })
                     }
                     _ => not_grafana(&a, "POST /login"),
                 }

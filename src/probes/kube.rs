@@ -263,6 +263,8 @@ impl ScrapeAnnotations {
 pub struct AnnotationFindings {
     /// Problems, one line each.
     pub problems: Vec<String>,
+    /// Findings that do not stop the scrape (it works if the app listens there), one line each.
+    pub warnings: Vec<String>,
     /// The annotations the pod template should get.
     pub patch: BTreeMap<String, String>,
 }
@@ -379,8 +381,8 @@ pub fn inspect_template(
         Some(p) => match p.parse::<i32>() {
             Ok(n) if ports.is_empty() || ports.contains(&n) => {}
             Ok(n) => {
-                f.problems.push(format!(
-                    "{PORT} is {n}, which no container declares (declared: {})",
+                f.warnings.push(format!(
+                    "{PORT} is {n}, which no container declares (declared: {}); Prometheus scrapes it only if the app really listens there",
                     join_ports(&ports)
                 ));
                 if let Some(first) = ports.first() {
@@ -396,7 +398,7 @@ pub fn inspect_template(
             }
         },
         None if ports.len() > 1 => {
-            f.problems.push(format!("no {PORT} while the pod declares several ports ({}): Prometheus scrapes each of them", join_ports(&ports)));
+            f.warnings.push(format!("no {PORT} while the pod declares several ports ({}): Prometheus scrapes each of them, and all but one fail", join_ports(&ports)));
             f.patch.insert(PORT.into(), ports[0].to_string());
         }
         None if meta_ann.contains_key(PORT) => {
@@ -482,6 +484,118 @@ async fn operator(client: &kube::Client) -> Option<BTreeMap<String, String>> {
     Some(labels)
 }
 
+/// A ServiceMonitor or PodMonitor: what it selects, and where.
+#[derive(Debug, Clone)]
+struct Monitor {
+    kind: &'static str,
+    name: String,
+    match_labels: BTreeMap<String, String>,
+    /// `None`: any namespace; otherwise these (the monitor's own when unset).
+    namespaces: Option<Vec<String>>,
+}
+
+async fn monitors(client: &kube::Client) -> Vec<Monitor> {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let mut out = Vec::new();
+    for (kind, plural) in [
+        ("ServiceMonitor", "servicemonitors"),
+        ("PodMonitor", "podmonitors"),
+    ] {
+        let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", kind);
+        let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let Ok(list) = api.list(&ListParams::default()).await else {
+            continue;
+        };
+        for m in list.items {
+            let own_ns = m.metadata.namespace.clone().unwrap_or_default();
+            let match_labels = m
+                .data
+                .pointer("/spec/selector/matchLabels")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default();
+            let ns_sel = m.data.pointer("/spec/namespaceSelector");
+            let namespaces =
+                if ns_sel.and_then(|n| n.get("any")).and_then(|a| a.as_bool()) == Some(true) {
+                    None
+                } else {
+                    Some(
+                        ns_sel
+                            .and_then(|n| n.get("matchNames"))
+                            .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
+                            .unwrap_or_else(|| vec![own_ns.clone()]),
+                    )
+                };
+            out.push(Monitor {
+                kind: if kind == "ServiceMonitor" {
+                    "ServiceMonitor"
+                } else {
+                    "PodMonitor"
+                },
+                name: format!("{own_ns}/{}", m.metadata.name.clone().unwrap_or_default()),
+                match_labels,
+                namespaces,
+            });
+        }
+    }
+    out
+}
+
+fn subset(want: &BTreeMap<String, String>, have: Option<&BTreeMap<String, String>>) -> bool {
+    !want.is_empty()
+        && want
+            .iter()
+            .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
+}
+
+/// The monitor that scrapes a Deployment's pods, directly (PodMonitor) or through a Service
+/// that selects them (ServiceMonitor).
+fn covering(
+    d: &Deployment,
+    ns: &str,
+    services: &[Service],
+    monitors: &[Monitor],
+) -> Option<String> {
+    let pod_labels = d
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.as_ref());
+    let in_ns = |m: &Monitor| {
+        m.namespaces
+            .as_ref()
+            .is_none_or(|n| n.iter().any(|x| x == ns))
+    };
+    for m in monitors.iter().filter(|m| in_ns(m)) {
+        match m.kind {
+            "PodMonitor" if subset(&m.match_labels, pod_labels) => {
+                return Some(format!("PodMonitor {}", m.name));
+            }
+            "ServiceMonitor" => {
+                for s in services {
+                    let sel = s.spec.as_ref().and_then(|sp| sp.selector.as_ref());
+                    let selects_pods = sel.is_some_and(|sel| {
+                        !sel.is_empty()
+                            && sel
+                                .iter()
+                                .all(|(k, v)| pod_labels.and_then(|l| l.get(k)) == Some(v))
+                    });
+                    if selects_pods && subset(&m.match_labels, s.metadata.labels.as_ref()) {
+                        return Some(format!(
+                            "ServiceMonitor {} (via svc/{})",
+                            m.name,
+                            s.metadata.name.clone().unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 fn service_monitor(ns: &str, name: &str, labels: &BTreeMap<String, String>) -> String {
     let mut l = format!("    app: {name}\n");
     for (k, v) in labels {
@@ -523,6 +637,17 @@ impl Probe for ScrapeAnnotations {
             }
         };
         let operator_labels = op.ok().flatten();
+        // With the Prometheus operator, annotations are ignored: ServiceMonitors and
+        // PodMonitors decide.
+        let (monitors, services) = if operator_labels.is_some() {
+            let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+            let (m, s) = tokio::join!(monitors(&client), svcs.list(&lp));
+            (m, s.map(|l| l.items).unwrap_or_default())
+        } else {
+            (vec![], vec![])
+        };
+        let mut covered: Vec<String> = Vec::new();
+        let mut warnings: Vec<String> = Vec::new();
         let by_name: BTreeMap<String, &Deployment> = list
             .iter()
             .filter_map(|d| d.metadata.name.clone().map(|n| (n, d)))
@@ -543,8 +668,18 @@ impl Probe for ScrapeAnnotations {
                 ));
                 continue;
             };
+            if operator_labels.is_some()
+                && let Some(by) = covering(d, &ns, &services, &monitors)
+            {
+                covered.push(format!("{svc} by {by}"));
+                continue;
+            }
             let f = inspect(d);
             if f.problems.is_empty() {
+                if !f.warnings.is_empty() {
+                    warnings.push(format!("{svc}: {}", f.warnings.join("; ")));
+                    remedies.push(patch_line(&ns, svc, &f.patch));
+                }
                 continue;
             }
             failing.push(svc.clone());
@@ -565,7 +700,12 @@ impl Probe for ScrapeAnnotations {
             .filter(|d| inspect(d).patch.contains_key(SCRAPE))
             .filter_map(|d| d.metadata.name.clone())
             .collect();
-        let mut o = if problems.is_empty() {
+        if !problems.is_empty() {
+            problems.extend(warnings.iter().cloned());
+        }
+        let mut o = if problems.is_empty() && !warnings.is_empty() {
+            Outcome::warn(warnings.join(" | ")).remedy(remedies.join("\n"))
+        } else if problems.is_empty() {
             Outcome::pass(format!(
                 "all {} services ask to be scraped at {SPRING_PATH}{}",
                 cx.settings.services.len(),
@@ -587,6 +727,9 @@ impl Probe for ScrapeAnnotations {
             o.remedy(remedies.join("\n"))
         };
         o = o.evidence("not_scraped", &not_scraped);
+        if !covered.is_empty() {
+            o = o.evidence("scraped_by_monitors", &covered);
+        }
         if operator_labels.is_some() {
             o = o.evidence("prometheus_operator", true);
         }

@@ -628,6 +628,17 @@ pub fn classify_scrape_error(cx: &CheckCtx, svc: &str, t: &Target) -> (String, S
 /// Why relabelling dropped a discovered pod.
 fn drop_reason(t: &Target) -> String {
     let d = &t.discovered_labels;
+    let job = d.get("job").cloned().unwrap_or_default();
+    // Operator jobs (serviceMonitor/..., podMonitor/...) drop what their selector does not
+    // match; annotations mean nothing to them.
+    if job.starts_with("serviceMonitor/") || job.starts_with("podMonitor/") {
+        return format!(
+            "the selector of {job} does not match it (annotations are ignored by the Prometheus operator)"
+        );
+    }
+    if !job.is_empty() && !job.contains("pod") {
+        return format!("the relabel rules of job {job} drop it");
+    }
     match d.get(ANN_SCRAPE).map(String::as_str) {
         None => "the pod has no prometheus.io/scrape annotation, so the keep rule of the kubernetes-pods job drops it".into(),
         Some("true") => match d.get("__meta_kubernetes_pod_phase").map(String::as_str) {
