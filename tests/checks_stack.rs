@@ -45,11 +45,40 @@ async fn run(faults: &[Fault], backend: Backend) -> (Stack, Vec<CheckResult>) {
         25
     };
     let (_, _warm) = wait_for_data(&stack, Duration::from_secs(deadline)).await;
+    if faults.contains(&Fault::SlowScrape) {
+        // Where the targets API has no scrape interval (VictoriaMetrics), it is measured from
+        // a target's last two samples: wait until the targets have two.
+        two_samples_each(&stack, Duration::from_secs(75)).await;
+    }
     let plan = config::load(&[]).expect("the built-in checklist loads");
     let mut settings = stack.settings();
     settings.timeout = Duration::from_secs(5);
     let report = run_plan(settings, plan).await;
     (stack, report.checks)
+}
+
+async fn two_samples_each(stack: &Stack, deadline: Duration) {
+    let http = reqwest::Client::new();
+    let api = msa_doctor::probes::prom::PromApi::direct(
+        http,
+        &stack.prometheus_url,
+        Duration::from_secs(2),
+    );
+    let start = std::time::Instant::now();
+    while start.elapsed() < deadline {
+        let q = "min(count_over_time(up{job=\"kubernetes-pods\"}[5m]))";
+        if api
+            .instant(q, None)
+            .await
+            .ok()
+            .and_then(|v| v.first().map(|s| s.value))
+            .unwrap_or(0.0)
+            >= 2.0
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn show(checks: &[CheckResult]) -> String {

@@ -838,3 +838,38 @@ async fn an_eager_result_that_comes_first_waits_for_its_needs() {
         assert_eq!(r.ids(), vec!["t.need", "t.quick"]);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_eager_result_already_in_is_dropped_when_a_need_fails_later() {
+    // The eager check ends at 0.5 s with a failure of its own; its need fails at 1 s: the
+    // report must say skip, not the eager check's failure.
+    let r = run(
+        vec![
+            spec(
+                "t.need",
+                &[],
+                sleeps(secs(1), Outcome::fail("the root cause")),
+            ),
+            spec(
+                "t.echo",
+                &["t.need"],
+                Arc::new(Eager(|_cx: CheckCtx| async {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    Outcome::fail("an echo")
+                })),
+            ),
+            spec(
+                "t.later",
+                &["t.echo"],
+                Arc::new(Eager(|_cx: CheckCtx| async {
+                    Outcome::fail("another echo")
+                })),
+            ),
+        ],
+        RunOptions::default(),
+    )
+    .await;
+    assert_eq!(r.get("t.echo").status, Status::Skip);
+    assert_eq!(r.get("t.later").status, Status::Skip);
+    assert_eq!(r.get("t.need").status, Status::Fail);
+}

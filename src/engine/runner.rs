@@ -397,6 +397,11 @@ impl Runner {
                 }
                 None => break,
             };
+            if results.contains_key(&i) {
+                // An eager check whose need failed was settled as skipped; its task had
+                // already ended, so the abort came too late: drop what it found.
+                continue;
+            }
             if pending.contains(&i) {
                 // An eager check ended before its needs settled: keep its result until they do.
                 early_done.insert(i, result);

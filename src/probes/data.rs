@@ -280,10 +280,15 @@ impl Probe for TimeRange {
                 .iter()
                 .filter_map(|t| prom_duration(&t.scrape_interval))
                 .max();
-            if interval.is_none()
-                && let Some(first) = mine.first()
-            {
-                interval = super::prom::scrape_interval(&api, first).await;
+            if interval.is_none() {
+                // Young targets may have a single sample yet: ask about each, keep the longest.
+                interval = futures::future::join_all(
+                    mine.iter().map(|t| super::prom::scrape_interval(&api, t)),
+                )
+                .await
+                .into_iter()
+                .flatten()
+                .max();
             }
             if let Some(iv) = interval {
                 o_evidence.insert("scrape_interval".into(), json!(window_str(iv)));

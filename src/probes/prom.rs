@@ -373,7 +373,13 @@ pub async fn scrape_interval(api: &PromApi, t: &Target) -> Option<Duration> {
     }
     let (job, instance) = (t.labels.get("job")?, t.labels.get("instance")?);
     let sel = format!("up{{job={job:?}, instance={instance:?}}}");
-    let q = format!("max(timestamp({sel}))");
+    // Prometheus: timestamp() is the sample's own time. VictoriaMetrics: timestamp() is the
+    // step's time, and tlast_over_time() (unknown to Prometheus) gives the sample's.
+    let vm = format!("max(tlast_over_time({sel}[10m]))");
+    let q = match api.instant(&vm, None).await {
+        Ok(v) if !v.is_empty() => vm,
+        _ => format!("max(timestamp({sel}))"),
+    };
     let last = api.instant(&q, None).await.ok()?.first()?.value;
     let prev = api
         .instant(&q, Some(last - 0.001))
