@@ -470,6 +470,25 @@ async fn resolve_variables(
                     _ => String::new(),
                 };
                 let q = expand(&q, &vars);
+                // A variable whose own data source is an unreplaced `${DS_...}` input gets no
+                // values in Grafana either: do not ask.
+                let ds_ref = match v.get("datasource") {
+                    Some(Value::String(x)) => Some(x.clone()),
+                    Some(Value::Object(o)) => {
+                        o.get("uid").and_then(|u| u.as_str()).map(str::to_string)
+                    }
+                    _ => None,
+                };
+                let unresolved = ds_ref.is_some_and(|r| {
+                    r.starts_with('$') && {
+                        let n = r
+                            .trim_start_matches("${")
+                            .trim_start_matches('$')
+                            .trim_end_matches('}');
+                        !ds_vars.contains_key(n.split(':').next().unwrap_or(n))
+                    }
+                });
+                let prom = if unresolved { None } else { prom };
                 let live: Vec<String> = match (prom, parse_label_values(&q)) {
                     (Some(p), Some((matcher, label))) => {
                         let end = now();
