@@ -12,10 +12,6 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct NoArgs {}
-
 fn window_str(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
@@ -47,7 +43,7 @@ pub struct Traffic;
 impl Traffic {
     /// Takes no args.
     pub fn from_args(args: &toml::Table) -> Result<Self, BuildError> {
-        parse_args::<NoArgs>(args).map(|_| Traffic)
+        super::no_args(args).map(|_| Traffic)
     }
 }
 

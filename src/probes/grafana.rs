@@ -129,14 +129,6 @@ fn is_local(cx: &CheckCtx) -> bool {
         .is_some_and(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]" || h == "::1")
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct NoArgs {}
-
-fn no_args(args: &toml::Table) -> Result<(), BuildError> {
-    parse_args::<NoArgs>(args).map(|_| ())
-}
-
 /// `kind = "grafana.access"`: Grafana answers at the URL, as Grafana.
 #[derive(Debug)]
 pub struct Access;
@@ -144,7 +136,7 @@ pub struct Access;
 impl Access {
     /// Takes no args.
     pub fn from_args(args: &toml::Table) -> Result<Self, BuildError> {
-        no_args(args).map(|_| Access)
+        super::no_args(args).map(|_| Access)
     }
 }
 
@@ -336,7 +328,7 @@ pub struct Login;
 impl Login {
     /// Takes no args.
     pub fn from_args(args: &toml::Table) -> Result<Self, BuildError> {
-        no_args(args).map(|_| Login)
+        super::no_args(args).map(|_| Login)
     }
 }
 
@@ -556,7 +548,7 @@ pub struct DefaultPassword;
 impl DefaultPassword {
     /// Takes no args.
     pub fn from_args(args: &toml::Table) -> Result<Self, BuildError> {
-        no_args(args).map(|_| DefaultPassword)
+        super::no_args(args).map(|_| DefaultPassword)
     }
 }
 

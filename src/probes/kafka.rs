@@ -3,11 +3,10 @@
 //! fallback panel (JVM heap) still works.
 
 use super::prom::{PromApi, call_failed};
-use super::{BuildError, kube as kubeprobe, parse_args};
+use super::{BuildError, kube as kubeprobe};
 use crate::engine::{CheckCtx, Outcome, Probe};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -18,10 +17,6 @@ pub struct KafkaExporter {
     pub present: bool,
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct NoArgs {}
-
 /// `kind = "kafka.exporter"`.
 #[derive(Debug)]
 pub struct ExporterCheck;
@@ -29,7 +24,7 @@ pub struct ExporterCheck;
 impl ExporterCheck {
     /// Takes no args.
     pub fn from_args(args: &toml::Table) -> Result<Self, BuildError> {
-        parse_args::<NoArgs>(args).map(|_| ExporterCheck)
+        super::no_args(args).map(|_| ExporterCheck)
     }
 }
 

@@ -3,12 +3,11 @@
 //! path and port that serve metrics), plus lookups other checks use (Grafana's and
 //! Prometheus's Services, pods by Deployment).
 
-use super::{BuildError, parse_args};
+use super::BuildError;
 use crate::engine::{CheckCtx, KubeUnavailable, Outcome, Probe};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, PodTemplateSpec, Service};
 use kube::api::{Api, ListParams};
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -173,10 +172,6 @@ pub fn unavailable(u: &KubeUnavailable) -> Outcome {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct NoArgs {}
-
 /// `kind = "kube.reachable"`: the Kubernetes API answers and the namespace exists.
 #[derive(Debug)]
 pub struct Reachable;
@@ -184,7 +179,7 @@ pub struct Reachable;
 impl Reachable {
     /// Takes no args.
     pub fn from_args(args: &toml::Table) -> Result<Self, BuildError> {
-        parse_args::<NoArgs>(args).map(|_| Reachable)
+        super::no_args(args).map(|_| Reachable)
     }
 }
 
@@ -254,7 +249,7 @@ pub struct ScrapeAnnotations;
 impl ScrapeAnnotations {
     /// Takes no args.
     pub fn from_args(args: &toml::Table) -> Result<Self, BuildError> {
-        parse_args::<NoArgs>(args).map(|_| ScrapeAnnotations)
+        super::no_args(args).map(|_| ScrapeAnnotations)
     }
 }
 

@@ -73,6 +73,14 @@ pub fn build(
     }
 }
 
+/// For kinds that take no `args`: an empty table, or an error naming the unknown keys.
+pub fn no_args(args: &toml::Table) -> Result<(), BuildError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NoArgs {}
+    parse_args::<NoArgs>(args).map(|_| ())
+}
+
 /// Deserialises a kind's `args` table into its own struct (unknown keys refused).
 pub fn parse_args<T: serde::de::DeserializeOwned>(args: &toml::Table) -> Result<T, BuildError> {
     toml::Value::Table(args.clone())

@@ -5,7 +5,7 @@
 
 use super::grafana::{Datasource, GrafanaSession, send};
 use super::http::describe_reqwest_error;
-use super::{BuildError, cut, kube as kubeprobe, parse_args};
+use super::{BuildError, cut, kube as kubeprobe};
 use crate::engine::{CheckCtx, Outcome, Probe};
 use serde::Deserialize;
 use serde_json::Value;
@@ -429,10 +429,6 @@ pub fn call_failed(cx: &CheckCtx, api: &PromApi, what: &str, e: &PromError) -> O
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct NoArgs {}
-
 /// `kind = "prometheus.api"`: Prometheus answers queries, directly or through Grafana.
 #[derive(Debug)]
 pub struct ApiCheck;
@@ -440,7 +436,7 @@ pub struct ApiCheck;
 impl ApiCheck {
     /// Takes no args.
     pub fn from_args(args: &toml::Table) -> Result<Self, BuildError> {
-        parse_args::<NoArgs>(args).map(|_| ApiCheck)
+        super::no_args(args).map(|_| ApiCheck)
     }
 }
 
@@ -494,7 +490,7 @@ pub struct TargetsCheck;
 impl TargetsCheck {
     /// Takes no args.
     pub fn from_args(args: &toml::Table) -> Result<Self, BuildError> {
-        parse_args::<NoArgs>(args).map(|_| TargetsCheck)
+        super::no_args(args).map(|_| TargetsCheck)
     }
 }
 
