@@ -838,7 +838,11 @@ async fn diagnose(
         ));
     };
     if !cx.names.iter().any(|n| n == &metric) {
-        let similar = similar_names(&metric, &cx.names);
+        // A missing histogram's buckets are not a typo of its _count or _sum.
+        let similar: Vec<String> = similar_names(&metric, &cx.names)
+            .into_iter()
+            .filter(|n| !metric.ends_with("_bucket") || n.ends_with("_bucket"))
+            .collect();
         let (who, job) = producer(&metric);
         let mut r = report(
             Verdict::MetricMissing,
@@ -969,6 +973,26 @@ async fn diagnose(
             let near = nearest_values(&m.value, &values);
             let only_probes =
                 m.name == "uri" && values.iter().all(|v| crate::probes::data::is_probe_uri(v));
+            // A value is a likely typo of an existing one only when it is close: contained in
+            // it (`/api/orders` and `/orders`) or a few edits away. Otherwise the value may
+            // well be right and the event rare (`outcome="SERVER_ERROR"` while nothing failed).
+            let close: Vec<&String> = if matches!(m.op, MatchOp::Equal) {
+                near.iter()
+                    .filter(|v| {
+                        let contained = v.len() >= 3
+                            && (m.value.ends_with(v.as_str())
+                                || v.ends_with(&m.value)
+                                || m.value.starts_with(v.as_str())
+                                || v.starts_with(&m.value));
+                        contained || levenshtein(&m.value, v) <= (m.value.len() / 4).max(2)
+                    })
+                    .take(3)
+                    .collect()
+            } else {
+                vec![]
+            };
+            let rare = ["status", "outcome", "exception", "error", "code", "le"]
+                .contains(&m.name.as_str());
             let mut r = report(
                 Verdict::ValueMissing,
                 if only_probes {
@@ -976,6 +1000,13 @@ async fn diagnose(
                         "label uri never had the value {:?} in the last {lb}: the only uri values are Prometheus's own scrapes ({}), so no user request ever reached the service (Micrometer creates a uri series on its first request)",
                         m.value,
                         values.join(", ")
+                    )
+                } else if close.is_empty() && rare {
+                    format!(
+                        "label {} never matched {:?} in the last {lb}: no such request happened (an error panel stays empty while there are no errors); values seen: {}",
+                        m.name,
+                        m.value,
+                        near.iter().take(6).cloned().collect::<Vec<_>>().join(", ")
                     )
                 } else {
                     format!(
@@ -988,9 +1019,8 @@ async fn diagnose(
                 r.remedy = Some("# send traffic (the guide: log in five times, place an order), then look again".into());
             }
             if !only_probes {
-                r.suggestions = near
+                r.suggestions = close
                     .iter()
-                    .take(3)
                     .map(|v| matcher_str(&m.name, &m.op, v))
                     .collect();
             }
@@ -1065,10 +1095,10 @@ fn producer_remedy(metric: &str, job: &str, job_present: bool) -> String {
         "# install a Kafka exporter and let Prometheus scrape it:\nhelm repo add prometheus-community https://prometheus-community.github.io/helm-charts\nhelm install kafka-exporter prometheus-community/prometheus-kafka-exporter -n monitoring \\\n  --set kafkaServer={kafka.metacoding.svc.cluster.local:9092} \\\n  --set-string 'podAnnotations.prometheus\\.io/scrape=true'\n# until then, the guide's fallback panel: sum(jvm_memory_used_bytes{area=\"heap\"}) by (application)".into()
     } else if metric.starts_with("container_") {
         "# no job scrapes the kubelet's cAdvisor; add it to prometheus.yml:\n- job_name: kubernetes-cadvisor\n  scheme: https\n  metrics_path: /metrics/cadvisor\n  kubernetes_sd_configs:\n    - role: node\n  tls_config:\n    ca_file: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt\n  bearer_token_file: /var/run/secrets/kubernetes.io/serviceaccount/token".into()
-    } else if metric.starts_with("http_server_requests") {
-        "# Micrometer creates http_server_requests_* on the first request: send one, and check\n# management.endpoints.web.exposure.include contains prometheus".into()
     } else if metric.ends_with("_bucket") {
         "# Spring Boot publishes histogram buckets only when asked (application.yml):\nmanagement:\n  metrics:\n    distribution:\n      percentiles-histogram:\n        http.server.requests: true".into()
+    } else if metric.starts_with("http_server_requests") {
+        "# Micrometer creates http_server_requests_* on the first request: send one, and check\n# management.endpoints.web.exposure.include contains prometheus".into()
     } else if !job_present && !job.is_empty() {
         format!(
             "# no {job} job has targets in Prometheus: add the job, or check its targets with msa-doctor --only prometheus.targets"

@@ -82,17 +82,61 @@ impl Probe for Dashboards {
             if let Some(p) = &r.problem {
                 empty.push(format!("{}: {p}", r.title));
             }
-            for p in r.empty_panels() {
-                empty.push(format!("{} / {}: {}", r.title, p.panel, p.detail));
+            // One entry per dashboard: a broken data source reference once, else its first
+            // panels' reasons.
+            let panels: Vec<_> = r.empty_panels().collect();
+            if !panels.is_empty() {
+                let count = panels.len();
+                if panels
+                    .iter()
+                    .all(|p| p.status == PanelStatus::DatasourceUnresolved)
+                {
+                    empty.push(format!(
+                        "{}: {count} panels use an unreplaced data source input ({})",
+                        r.title,
+                        panels[0].detail.split(',').next().unwrap_or_default()
+                    ));
+                } else {
+                    let first: Vec<String> = panels
+                        .iter()
+                        .take(2)
+                        .map(|p| format!("{} ({})", p.panel, p.detail))
+                        .collect();
+                    let more = if count > 2 {
+                        format!(" and {} more", count - 2)
+                    } else {
+                        String::new()
+                    };
+                    empty.push(format!("{}: {}{more}", r.title, first.join("; ")));
+                }
+            }
+            for p in panels {
                 if p.status == PanelStatus::DatasourceUnresolved
                     && !remedies.iter().any(|x: &String| x.contains(&r.uid))
                 {
+                    // The input's own name, e.g. ${DS_PROMETHEUS_WH211}.
+                    let input = p
+                        .detail
+                        .find("${")
+                        .and_then(|i| {
+                            p.detail[i..]
+                                .find('}')
+                                .map(|j| p.detail[i..i + j + 1].to_string())
+                        })
+                        .unwrap_or_else(|| "${DS_PROMETHEUS}".into());
+                    let uid = dss
+                        .iter()
+                        .find(|d| d.is_default && d.kind == "prometheus")
+                        .or_else(|| dss.iter().find(|d| d.kind == "prometheus"))
+                        .map(|d| d.uid.clone())
+                        .unwrap_or_else(|| "<the Prometheus data source uid>".into());
+                    let g = &cx.settings.grafana_url;
                     remedies.push(format!(
-                        "# dashboard {:?} was exported for sharing: its ${{DS_...}} inputs were never replaced.\n# Dashboards > New > Import > upload the JSON > pick the Prometheus data source, or:\ncurl -s -u admin {}/api/dashboards/uid/{} | sed 's/${{DS_PROMETHEUS}}/prometheus/g'    # then re-import",
-                        r.title, cx.settings.grafana_url, r.uid
+                        "# dashboard {:?} was exported for sharing: its {input} input was never replaced.\n# Dashboards > New > Import > upload the JSON > pick the Prometheus data source, or in place:\ncurl -s -u admin {g}/api/dashboards/uid/{} | sed 's/{input}/{uid}/g' | jq '{{dashboard: (.dashboard | .id = null), overwrite: true}}' | curl -s -u admin -H 'Content-Type: application/json' -X POST {g}/api/dashboards/db -d @-",
+                        r.title, r.uid
                     ));
                 } else if let Some(rem) = p.explanation.as_ref().and_then(|e| e.remedy.clone())
-                    && !remedies.contains(&rem)
+                    && !remedies.iter().any(|x| x.ends_with(rem.as_str()))
                 {
                     remedies.push(format!("# {} / {}:\n{rem}", r.title, p.panel));
                 }
@@ -122,9 +166,9 @@ impl Probe for Dashboards {
                 "# ... and {more} more: msa-doctor explain --all-dashboards"
             ));
         }
+        let n_empty: usize = reports.iter().map(|r| r.empty_panels().count()).sum();
         Outcome::fail(format!(
-            "{} of {total} panel queries show no data: {}",
-            empty.len(),
+            "{n_empty} of {total} panel queries show no data: {}",
             empty.join(" | ")
         ))
         .evidence("dashboards", summary)
