@@ -480,19 +480,34 @@ pub async fn explain(
     let found = selectors(&expr);
     let end = now();
     let lb_start = end - opts.lookback.as_secs_f64();
-    let up_query = format!("count(count_over_time(up[{}]))", secs(opts.window));
+    // Prometheus's own gaps: steps of the window where not even `up` has a sample.
+    let up_step = (opts.window.as_secs_f64() / 60.0).max(1.0);
+    let up_range = api.range("count(up)", end - opts.window.as_secs_f64(), end, up_step);
     // Everything independent goes out at once: the query itself, the metric names, the
     // scrape intervals, Prometheus's own liveness, and each selector's first questions.
     let (result, names, intervals, up, pres) = tokio::join!(
         evaluate(api, query, opts.window),
         api.label_values("__name__", None, lb_start, end),
         scrape_intervals(api),
-        api.instant(&up_query, None),
+        up_range,
         futures::future::join_all(found.iter().map(|f| prefetch(api, f, opts.window)))
     );
     let (result, _) = result.map_err(ExplainError::Prom)?;
     let names = names.map_err(ExplainError::Prom)?;
-    let prometheus_down = up.map(|u| u.is_empty()).unwrap_or(false);
+    // The share of the window Prometheus itself was away: steps missing between its first and
+    // last `up` in the window (a Prometheus started inside the window is not "down" before
+    // that); all of it when there is no `up` at all. 0 when unknown.
+    let prometheus_gap = match &up {
+        Ok(series) => {
+            let times: Vec<f64> = series
+                .iter()
+                .max_by_key(|s| s.points.len())
+                .map(|s| s.points.iter().map(|(t, _)| *t).collect())
+                .unwrap_or_default();
+            internal_gap(&times, up_step, opts.window.as_secs_f64())
+        }
+        Err(_) => 0.0,
+    };
     let cx = Ctx {
         api,
         opts,
@@ -503,7 +518,7 @@ pub async fn explain(
         found
             .iter()
             .zip(pres)
-            .map(|(f, pre)| diagnose(&cx, f, pre, prometheus_down)),
+            .map(|(f, pre)| diagnose(&cx, f, pre, prometheus_gap)),
     )
     .await;
     let mut selectors_out = Vec::new();
@@ -535,6 +550,31 @@ pub async fn explain(
         root_cause,
         remedy,
     })
+}
+
+/// How many separate stretches a series was present in, from the times of a range query's
+/// points (a missing step starts a new stretch).
+pub fn stretches(times: &[f64], step: f64) -> usize {
+    times
+        .iter()
+        .enumerate()
+        .filter(|(k, t)| *k == 0 || **t - times[k - 1] > step * 1.5)
+        .count()
+}
+
+/// The share of a window that Prometheus was away: steps missing between the first and last
+/// points of `count(up)` (a Prometheus that started inside the window was not away before it),
+/// or all of it with no point at all.
+pub fn internal_gap(times: &[f64], step: f64, window: f64) -> f64 {
+    let (Some(first), Some(last)) = (times.first(), times.last()) else {
+        return 1.0;
+    };
+    let span = last - first;
+    if span <= 0.0 {
+        return 0.0;
+    }
+    let expected = (span / step).round() + 1.0;
+    (1.0 - times.len() as f64 / expected).clamp(0.0, 1.0) * span / window
 }
 
 fn fix_query(query: &str, c: &SelectorReport) -> Option<String> {
@@ -624,7 +664,7 @@ async fn diagnose(
     cx: &Ctx<'_>,
     f: &Found,
     pre: Pre,
-    prometheus_down: bool,
+    prometheus_gap: f64,
 ) -> Result<SelectorReport, PromError> {
     let sel = selector_text(&f.vs);
     let shown = match f.range {
@@ -640,7 +680,7 @@ async fn diagnose(
         evidence: json!({}),
         remedy: None,
     };
-    if prometheus_down {
+    if prometheus_gap >= 0.999 {
         return Ok(report(
             Verdict::PrometheusDown,
             format!(
@@ -651,6 +691,18 @@ async fn diagnose(
     let metric = metric_name(&f.vs);
     // 1. Present now, over the window?
     let in_window = pre.in_window?;
+    if prometheus_gap > 0.5 && in_window.first().map(|s| s.value).unwrap_or(0.0) <= 0.0 {
+        // Not blamed on the metric: Prometheus itself was away most of the window.
+        let mut r = report(
+            Verdict::PrometheusDown,
+            format!(
+                "Prometheus itself has no data for {:.0}% of the last {w} (not even up): the gap is Prometheus's, not {sel}'s",
+                prometheus_gap * 100.0
+            ),
+        );
+        r.remedy = Some("# was Prometheus restarted, or its storage full? kubectl -n monitoring get pods; kubectl -n monitoring logs deploy/prometheus-server --tail=50".into());
+        return Ok(r);
+    }
     let count = in_window.first().map(|s| s.value as u64).unwrap_or(0);
     if count > 0 {
         // Window too short for the scrape interval?
@@ -773,6 +825,30 @@ async fn diagnose(
         }
         let mut r = report(Verdict::Present, format!("{count} series in the last {w}"));
         r.evidence = json!({"series": count});
+        if matches!(f.func.as_deref(), Some("rate" | "irate" | "increase"))
+            && let Some(m) = metric_name(&f.vs)
+        {
+            let meta = cx.api.get("metadata", &[("metric", m.clone())]).await.ok();
+            let kind = meta
+                .as_ref()
+                .and_then(|d| d.get(&m))
+                .and_then(|v| v.as_array())
+                .and_then(|a| a.first())
+                .and_then(|e| e.get("type"))
+                .and_then(|t| t.as_str())
+                .unwrap_or("");
+            if kind == "gauge" {
+                r.detail = format!(
+                    "{count} series in the last {w}, but {m} is a gauge: {} treats every drop as a counter reset and the graph lies; use deriv() or delta()",
+                    f.func.as_deref().unwrap_or("rate")
+                );
+                r.suggestions = vec![format!(
+                    "deriv({sel}[{}])",
+                    f.range.map(secs).unwrap_or_else(|| "5m".into())
+                )];
+                r.evidence = json!({"series": count, "metric_type": "gauge"});
+            }
+        }
         // A grouping label the series lack (exported_application).
         for (gi, g) in f.grouping.iter().enumerate() {
             let exported = format!("exported_{g}");
@@ -902,6 +978,32 @@ async fn diagnose(
         .collect();
     if let Some(ts) = last_seen.first().map(|s| s.value) {
         let ago = now() - ts;
+        // Come and go, or gone once? Count the stretches it was present over the lookback.
+        let lstep = (cx.opts.lookback.as_secs_f64() / 240.0).max(60.0);
+        let presence = cx
+            .api
+            .range(&format!("count({sel})"), from, to, lstep)
+            .await
+            .unwrap_or_default();
+        let times: Vec<f64> = presence
+            .first()
+            .map(|s| s.points.iter().map(|(t, _)| *t).collect())
+            .unwrap_or_default();
+        let stretches = stretches(&times, lstep);
+        if stretches >= 3 {
+            let life = times.len() as f64 * lstep / stretches as f64;
+            let mut r = report(
+                Verdict::Intermittent,
+                format!(
+                    "{sel} comes and goes: {stretches} separate stretches in the last {lb}, each about {} long; last seen {} ago, outside the last {w}",
+                    age(life),
+                    age(ago)
+                ),
+            );
+            r.evidence = json!({"stretches": stretches, "average_lifespan_s": life.round(), "last_seen_seconds_ago": ago.round()});
+            r.remedy = Some("# a pod that restarts or a target that flaps: kubectl get pods -A --sort-by=.status.containerStatuses[0].restartCount; msa-doctor --only prometheus.targets".into());
+            return Ok(r);
+        }
         let mut r = report(
             Verdict::Stale,
             format!(
@@ -1107,5 +1209,51 @@ fn producer_remedy(metric: &str, job: &str, job_present: bool) -> String {
         format!(
             "# {metric} is not exported by anything Prometheus scrapes: check the name, or curl the exporter's /metrics"
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stretches_count_runs_of_steps() {
+        assert_eq!(stretches(&[], 60.0), 0);
+        assert_eq!(stretches(&[0.0, 60.0, 120.0], 60.0), 1);
+        assert_eq!(stretches(&[0.0, 60.0, 300.0, 360.0, 900.0], 60.0), 3);
+    }
+
+    #[test]
+    fn internal_gaps_ignore_a_late_start() {
+        // No `up` at all: Prometheus was away the whole window.
+        assert_eq!(internal_gap(&[], 15.0, 900.0), 1.0);
+        // Started 60 s ago and scraping since: no gap.
+        assert_eq!(
+            internal_gap(&[840.0, 855.0, 870.0, 885.0, 900.0], 15.0, 900.0),
+            0.0
+        );
+        let full: Vec<f64> = (0..=60).map(|k| k as f64 * 15.0).collect();
+        assert_eq!(internal_gap(&full, 15.0, 900.0), 0.0);
+        // Away from 300 s to 750 s: half of the window.
+        let holey: Vec<f64> = full
+            .iter()
+            .copied()
+            .filter(|x| *x < 300.0 || *x > 750.0)
+            .collect();
+        let g = internal_gap(&holey, 15.0, 900.0);
+        assert!(g > 0.45 && g < 0.55, "{g}");
+    }
+
+    #[test]
+    fn nearest_values_put_containment_first() {
+        let have: Vec<String> = [
+            "/api/orders/{orderId}/status",
+            "/orders",
+            "/actuator/prometheus",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(nearest_values("/api/orders", &have)[0], "/orders");
     }
 }
