@@ -485,11 +485,12 @@ pub async fn explain(
     let up_range = api.range("count(up)", end - opts.window.as_secs_f64(), end, up_step);
     // Everything independent goes out at once: the query itself, the metric names, the
     // scrape intervals, Prometheus's own liveness, and each selector's first questions.
-    let (result, names, intervals, up, pres) = tokio::join!(
+    let (result, names, intervals, up, up_now, pres) = tokio::join!(
         evaluate(api, query, opts.window),
         api.label_values("__name__", None, lb_start, end),
         scrape_intervals(api),
         up_range,
+        api.instant("count(up)", Some(end)),
         futures::future::join_all(found.iter().map(|f| prefetch(api, f, opts.window)))
     );
     let (result, _) = result.map_err(ExplainError::Prom)?;
@@ -504,7 +505,12 @@ pub async fn explain(
                 .max_by_key(|s| s.points.len())
                 .map(|s| s.points.iter().map(|(t, _)| *t).collect())
                 .unwrap_or_default();
-            internal_gap(&times, up_step, opts.window.as_secs_f64())
+            // A Prometheus younger than one step has no point in the range yet, but has `up` now.
+            if times.is_empty() && up_now.as_ref().is_ok_and(|v| !v.is_empty()) {
+                0.0
+            } else {
+                internal_gap(&times, up_step, opts.window.as_secs_f64())
+            }
         }
         Err(_) => 0.0,
     };
