@@ -146,10 +146,10 @@ pub fn parse(query: &str) -> Result<Expr, ExplainError> {
         Err(message) => {
             let incomplete = |m: &str| {
                 let m = m.to_ascii_lowercase();
-                m.contains("end of input")
-                    || m.contains("unclosed")
-                    || m.contains("<eof>")
-                    || m.contains("unexpected end")
+                // What a prefix of a valid query may say: more input would fix it.
+                ["end of input", "unclosed", "<eof>", "unexpected end", "unterminated", "eof"]
+                    .iter()
+                    .any(|w| m.contains(w))
             };
             let mut column = query.chars().count();
             let idx: Vec<usize> = query
