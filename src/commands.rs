@@ -94,7 +94,7 @@ pub async fn explain(args: ExplainArgs) -> Result<i32, ConfigError> {
         let ex = match explain::explain(&api, q, opts).await {
             Ok(e) => e,
             Err(e) => {
-                eprintln!("msa-doctor: {e}");
+                eprintln!("msa-doctor: cannot query Prometheus via {}: {e}", api.via);
                 return Ok(exit_code::ERROR);
             }
         };
@@ -208,28 +208,18 @@ fn tree(
     expr: &Expr,
     reports: &mut std::slice::Iter<'_, SelectorReport>,
     styles: &Styles,
-    prefix: &str,
+    prefix: Option<&str>,
     last: bool,
     out: &mut String,
 ) {
     use owo_colors::OwoColorize;
-    let branch = if prefix.is_empty() && last {
-        ""
-    } else if last {
-        "└─ "
-    } else {
-        "├─ "
+    // The root (no prefix) has no branch; its children start the drawing.
+    let (branch, child_prefix) = match prefix {
+        None => ("", String::new()),
+        Some(p) if last => ("└─ ", format!("{p}   ")),
+        Some(p) => ("├─ ", format!("{p}│  ")),
     };
-    let child_prefix = format!(
-        "{prefix}{}",
-        if prefix.is_empty() && last {
-            ""
-        } else if last {
-            "   "
-        } else {
-            "│  "
-        }
-    );
+    let prefix = prefix.unwrap_or("");
     let line =
         |label: String, out: &mut String| out.push_str(&format!("  {prefix}{branch}{label}\n"));
     let kids: Vec<&Expr> = match expr {
@@ -301,7 +291,7 @@ fn tree(
     };
     let n = kids.len();
     for (i, k) in kids.into_iter().enumerate() {
-        tree(k, reports, styles, &child_prefix, i + 1 == n, out);
+        tree(k, reports, styles, Some(&child_prefix), i + 1 == n, out);
     }
 }
 
@@ -318,7 +308,14 @@ fn render_explanation(ex: &Explanation, expr: &Expr, color: bool) -> String {
         "{}\nover the last {}: {result}\n\n",
         ex.query, ex.window
     ));
-    tree(expr, &mut ex.selectors.iter(), &styles, "", true, &mut out);
+    tree(
+        expr,
+        &mut ex.selectors.iter(),
+        &styles,
+        None,
+        true,
+        &mut out,
+    );
     for s in ex
         .selectors
         .iter()
@@ -641,4 +638,59 @@ pub fn lint(args: LintArgs) -> Result<i32, ConfigError> {
     print_report(&report, &s);
     let _ = std::io::stdout().flush();
     Ok(report.summary().exit_code(args.strict))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sel(selector: &str, verdict: Verdict) -> SelectorReport {
+        SelectorReport {
+            selector: selector.into(),
+            verdict,
+            detail: "d".into(),
+            suggestions: vec![],
+            evidence: json!({}),
+            remedy: None,
+        }
+    }
+
+    #[test]
+    fn the_query_tree_draws_every_branch() {
+        let q = "sum(rate(a{b=\"c\"}[1m])) by (x) / count(d) * 60";
+        let expr = explain::parse(q).unwrap();
+        let ex = Explanation {
+            schema: "msa-doctor/explain/v1",
+            query: q.into(),
+            window: "15m".into(),
+            result: QueryResult::Empty,
+            selectors: vec![
+                sel("a{b=\"c\"}[1m]", Verdict::ValueMissing),
+                sel("d", Verdict::Present),
+            ],
+            root_cause: Some("r".into()),
+            remedy: Some("fix".into()),
+        };
+        let out = render_explanation(&ex, &expr, false);
+        let tree: Vec<&str> = out.lines().skip(3).take(7).collect();
+        assert_eq!(
+            tree,
+            vec![
+                "  *",
+                "  ├─ /",
+                "  │  ├─ sum by (x)",
+                "  │  │  └─ rate()",
+                "  │  │     └─ a{b=\"c\"}[1m]  ✖ value-missing",
+                "  │  └─ count",
+                "  │     └─ d  ✔ present",
+            ],
+            "{out}"
+        );
+        assert!(out.contains("  └─ 60"), "{out}");
+        assert!(
+            out.contains("root cause: r") && out.contains("fix:\n  fix"),
+            "{out}"
+        );
+    }
 }

@@ -147,9 +147,16 @@ pub fn parse(query: &str) -> Result<Expr, ExplainError> {
             let incomplete = |m: &str| {
                 let m = m.to_ascii_lowercase();
                 // What a prefix of a valid query may say: more input would fix it.
-                ["end of input", "unclosed", "<eof>", "unexpected end", "unterminated", "eof"]
-                    .iter()
-                    .any(|w| m.contains(w))
+                [
+                    "end of input",
+                    "unclosed",
+                    "<eof>",
+                    "unexpected end",
+                    "unterminated",
+                    "eof",
+                ]
+                .iter()
+                .any(|w| m.contains(w))
             };
             let mut column = query.chars().count();
             let idx: Vec<usize> = query
