@@ -93,7 +93,8 @@ impl Answer {
 }
 
 /// The most of a Grafana answer read.
-const MAX_BODY: usize = 8 * 1024 * 1024;
+/// (Prometheus's `/api/v1/targets` of a large cluster runs to tens of MiB.)
+const MAX_BODY: usize = 64 * 1024 * 1024;
 
 pub(crate) async fn send(req: reqwest::RequestBuilder) -> Result<Answer, reqwest::Error> {
     let resp = req.send().await?;
