@@ -106,7 +106,7 @@ impl Probe for Traffic {
             let total: f64 = by_uri.values().sum();
             if all.is_empty() {
                 problems.push(format!(
-                    "{svc}: no http_server_requests_seconds series at all in the last {}",
+                    "{svc}: no user request ever (no http_server_requests_seconds series at all in the last {}; Micrometer creates them on the first request)",
                     window_str(cx.settings.window)
                 ));
                 evidence.insert(svc.clone(), json!({"verdict": "no-series"}));

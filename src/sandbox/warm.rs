@@ -13,6 +13,9 @@ fn conditions(stack: &Stack) -> Vec<&'static str> {
     let mut c = vec!["count(up == 1)"];
     if !f.has(Fault::NoTraffic) && !f.has(Fault::StaleData) {
         c.push("sum(increase(http_server_requests_seconds_count{uri!~\"/actuator.*\"}[1m])) > 0");
+        // Every service that has request series has a request inside the last minute (a
+        // service's first request creates its series, which increase() cannot see).
+        c.push("count(sum by (application) (increase(http_server_requests_seconds_count{uri!~\"/actuator.*\"}[1m])) > 0) >= count(count by (application) (http_server_requests_seconds_count{uri!~\"/actuator.*\"}))");
         // The guide's panel 1 (or its uri-mismatch twin) has a non-zero rate.
         c.push("sum(rate(http_server_requests_seconds_count{uri=~\"/api/orders|/orders\", method=\"POST\"}[1m])) > 0");
     }
