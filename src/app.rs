@@ -104,7 +104,9 @@ pub async fn run_in(cx: &CheckCtx, plan: Plan) -> Report {
     let runner = Runner::new(plan.checks, options);
     let started_at = SystemTime::now();
     let start = Instant::now();
-    let terminal = std::io::stderr().is_terminal();
+    // The spinner rewrites its line with terminal codes: only on a terminal, and not when
+    // colour (and so every escape code) is off.
+    let terminal = std::io::stderr().is_terminal() && use_color(settings.color);
     let mut progress = move |e: RunEvent| {
         if let RunEvent::Retrying {
             attempt,

@@ -337,3 +337,20 @@ fn sample_time_ranges_convert() {
         assert_eq!(from - to, want, "{}", m["title"]);
     }
 }
+
+#[test]
+fn regex_format_escapes_a_single_value_but_not_an_alternation() {
+    let v = vars(&[("svc", "order.service"), ("many", "(a\\.b|c)")]);
+    assert_eq!(
+        expand(r#"up{job=~"${svc:regex}"}"#, &v),
+        r#"up{job=~"order\.service"}"#
+    );
+    assert_eq!(
+        expand(r#"up{job=~"${many:regex}"}"#, &v),
+        r#"up{job=~"(a\.b|c)"}"#
+    );
+    assert_eq!(
+        expand(r#"up{job="${svc}"}"#, &v),
+        r#"up{job="order.service"}"#
+    );
+}

@@ -311,9 +311,18 @@ pub fn expand(expr: &str, vars: &BTreeMap<String, String>) -> String {
         if c == '$' && i + 1 < chars.len() && chars[i + 1] == '{' {
             if let Some(end) = chars[i + 2..].iter().position(|c| *c == '}') {
                 let inner: String = chars[i + 2..i + 2 + end].iter().collect();
-                let name = inner.split(':').next().unwrap_or("");
+                let mut parts = inner.splitn(2, ':');
+                let name = parts.next().unwrap_or("");
+                let format = parts.next();
                 if let Some(v) = vars.get(name) {
-                    out.push_str(v);
+                    // `:regex` escapes a single value; a multi-value is already an escaped
+                    // alternation `(a|b)`.
+                    let multi = v.starts_with('(') && v.ends_with(')') && v.contains('|');
+                    if format == Some("regex") && !multi {
+                        out.push_str(&escape_regex(v));
+                    } else {
+                        out.push_str(v);
+                    }
                     i += end + 3;
                     continue;
                 }
@@ -346,11 +355,23 @@ pub fn expand(expr: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// Escapes a value as Grafana's `:regex` format does (`\ ^ $ . * + ? ( ) [ ] { } |`; not `-`).
+pub fn escape_regex(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if "\\^$.*+?()[]{}|".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn regex_escape_join(values: &[String]) -> String {
     if values.len() == 1 {
         return values[0].clone();
     }
-    let esc: Vec<String> = values.iter().map(|v| regex::escape(v)).collect();
+    let esc: Vec<String> = values.iter().map(|v| escape_regex(v)).collect();
     format!("({})", esc.join("|"))
 }
 
