@@ -14,8 +14,10 @@
 
 pub mod app;
 pub mod cli;
+pub mod clients;
 pub mod commands;
 pub mod config;
+pub mod domain;
 pub mod engine;
 pub mod exit_code;
 pub mod explain;
