@@ -70,12 +70,12 @@ async fn check(args: CheckArgs) -> Result<i32, ConfigError> {
 /// A fresh run context: clients built once, no facts yet.
 pub fn context(settings: Settings) -> CheckCtx {
     let settings = Arc::new(settings);
-    CheckCtx {
-        clients: Arc::new(Clients::new(&settings)),
-        facts: Arc::new(Facts::default()),
-        timeout: settings.timeout,
-        settings,
-    }
+    CheckCtx::new(
+        settings.clone(),
+        Arc::new(Clients::new(&settings)),
+        Arc::new(Facts::default()),
+        settings.timeout,
+    )
 }
 
 /// Runs a plan with fresh clients and facts; progress of `--wait` goes to stderr.

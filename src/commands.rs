@@ -3,13 +3,13 @@
 
 use crate::app::{context, print_report, run_in, use_color};
 use crate::cli::{ExplainArgs, Format, LintArgs};
+use crate::clients::PromApi;
+use crate::clients::grafana::GrafanaSession;
 use crate::config::{self, ConfigError};
 use crate::engine::{CheckCtx, CheckResult, Status};
 use crate::exit_code;
 use crate::explain::dashboard::{self, DashboardReport, GrafanaApi, PanelStatus};
 use crate::explain::{self, ExplainOptions, Explanation, QueryResult, SelectorReport, Verdict};
-use crate::probes::grafana::GrafanaSession;
-use crate::probes::prom::PromApi;
 use crate::report::styles::Styles;
 use crate::report::{Report, Target};
 use crate::settings::{self, Env, FileConfig, Settings};
@@ -73,19 +73,18 @@ pub async fn explain(args: ExplainArgs) -> Result<i32, ConfigError> {
         let expr = explain::parse(q).map_err(|e| ConfigError::Usage(e.to_string()))?;
         let api = if let Some(u) = &settings.prometheus_url {
             let cx = context(settings.clone());
-            PromApi::direct(cx.clients.http.clone(), u, settings.timeout)
+            PromApi::direct(
+                cx.clients.http.clone(),
+                u,
+                settings.timeout,
+                cx.clients.prom_memo(u),
+            )
         } else {
             let cx = match connect(&settings, "grafana.datasource").await {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            match PromApi::from_ctx(&cx).await {
-                Ok(a) => a,
-                Err(o) => {
-                    eprintln!("msa-doctor: {}", o.message);
-                    return Ok(exit_code::ERROR);
-                }
-            }
+            crate::probes::prom::api(&cx).await
         };
         let opts = ExplainOptions {
             window: settings.window,
@@ -123,12 +122,13 @@ pub async fn explain(args: ExplainArgs) -> Result<i32, ConfigError> {
         eprintln!("msa-doctor: no Grafana session");
         return Ok(exit_code::ERROR);
     };
-    let g = GrafanaApi {
-        http: cx.clients.http.clone(),
-        base: settings.grafana_url.clone(),
+    let g = GrafanaApi::new(
+        cx.clients.clone(),
+        &settings.grafana_url,
         session,
-        timeout: settings.timeout,
-    };
+        settings.timeout,
+        None,
+    );
     let dss = match dashboard::datasources(&g).await {
         Ok(d) => d,
         Err(e) => {

@@ -58,11 +58,11 @@ async fn run(faults: &[Fault], backend: Backend) -> (Stack, Vec<CheckResult>) {
 }
 
 async fn two_samples_each(stack: &Stack, deadline: Duration) {
-    let http = reqwest::Client::new();
-    let api = msa_doctor::probes::prom::PromApi::direct(
-        http,
+    let api = msa_doctor::clients::PromApi::direct(
+        msa_doctor::clients::Transport::new(Duration::from_secs(2)),
         &stack.prometheus_url,
         Duration::from_secs(2),
+        Default::default(),
     );
     let start = std::time::Instant::now();
     while start.elapsed() < deadline {

@@ -74,12 +74,12 @@ fn spec(id: &str, needs: &[&str], probe: Arc<dyn Probe>) -> CheckSpec {
 fn context() -> CheckCtx {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let settings = Arc::new(Settings::defaults());
-    CheckCtx {
-        clients: Arc::new(Clients::new(&settings)),
-        settings,
-        facts: Arc::new(Facts::default()),
-        timeout: Duration::from_secs(5),
-    }
+    CheckCtx::new(
+        settings.clone(),
+        Arc::new(Clients::new(&settings)),
+        Arc::new(Facts::default()),
+        Duration::from_secs(5),
+    )
 }
 
 struct Run {

@@ -32,12 +32,12 @@ fn exec(name: &str, args: &[&str]) -> Exec {
 fn context(timeout: Duration) -> CheckCtx {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let settings = Arc::new(Settings::defaults());
-    CheckCtx {
-        clients: Arc::new(Clients::new(&settings)),
-        settings,
-        facts: Arc::new(Facts::default()),
+    CheckCtx::new(
+        settings.clone(),
+        Arc::new(Clients::new(&settings)),
+        Arc::new(Facts::default()),
         timeout,
-    }
+    )
 }
 
 async fn run(probe: &Exec, timeout: Duration) -> Outcome {

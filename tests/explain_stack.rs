@@ -8,10 +8,10 @@
 //! four stacks run at once (each has its own Prometheus). Every failure prints the whole
 //! explanation.
 
+use msa_doctor::clients::{PromApi, Transport};
 use msa_doctor::explain::{
     self, ExplainOptions, Explanation, QueryResult, SelectorReport, Verdict,
 };
-use msa_doctor::probes::prom::PromApi;
 use msa_doctor::sandbox::faults::Fault;
 use msa_doctor::sandbox::stack::{Stack, start_for_test};
 use msa_doctor::sandbox::warm::wait_for_data;
@@ -47,11 +47,12 @@ async fn live(faults: &[Fault], warm: Duration) -> Live {
     let stack = start_for_test(faults).await;
     // Some faults never get warm (no traffic, stale data): the deadline is then the wait.
     let _ = wait_for_data(&stack, warm).await;
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("a client");
-    let api = PromApi::direct(http, &stack.prometheus_url, Duration::from_secs(10));
+    let api = PromApi::direct(
+        Transport::new(Duration::from_secs(10)),
+        &stack.prometheus_url,
+        Duration::from_secs(10),
+        Default::default(),
+    );
     Live {
         stack,
         api,

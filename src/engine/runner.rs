@@ -428,6 +428,9 @@ impl Runner {
         let timeout = spec.timeout.unwrap_or(self.options.default_timeout);
         let mut ccx = cx.clone();
         ccx.timeout = timeout;
+        // Every call of the check ends by its deadline, counted from its start: an eager check
+        // waiting for its prerequisites' facts spends its own time.
+        ccx.deadline = std::time::Instant::now() + timeout;
         set.spawn(async move {
             let start = Instant::now();
             let (outcome, went) = run_one(probe, ccx, timeout, go).await;
@@ -465,6 +468,12 @@ impl Runner {
             }
             r.remedy = Some(fill_template(t, &Value::Object(vars)));
         }
+        // Whatever a check says may quote a server, a plugin or a file: one redactor and one
+        // sanitiser before any report sees it.
+        use crate::clients::redact::{clean, clean_json};
+        r.message = clean(&r.message);
+        r.remedy = r.remedy.as_deref().map(clean);
+        clean_json(&mut r.evidence);
         r
     }
 }

@@ -3,58 +3,68 @@
 //! own time range; empty panels get the explainer's verdict.
 
 use super::{ExplainOptions, Explanation, QueryResult, evaluate, explain};
-use crate::probes::grafana::{GrafanaSession, send};
-use crate::probes::http::describe_reqwest_error;
-use crate::probes::prom::{PromApi, now};
+use crate::clients::grafana::{Grafana, GrafanaSession};
+use crate::clients::prom::{PromApi, now};
+use crate::clients::{Clients, Lane};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Grafana's HTTP API with a session, for the scan.
+/// Grafana's HTTP API with a session, for the scan. Its calls go in the background lane: the
+/// guide's chain keeps its slots while a scan runs.
 #[derive(Clone)]
 pub struct GrafanaApi {
-    /// The shared client.
-    pub http: reqwest::Client,
-    /// Grafana's URL, without a trailing slash.
-    pub base: String,
-    /// The login session.
-    pub session: Arc<GrafanaSession>,
-    /// Per-call deadline.
-    pub timeout: Duration,
+    grafana: Grafana,
+    session: Arc<GrafanaSession>,
+    clients: Arc<Clients>,
 }
 
 impl GrafanaApi {
-    /// GETs a JSON document.
-    pub async fn get(&self, path: &str) -> Result<Value, String> {
-        let req = self.session.apply(
-            self.http
-                .get(format!("{}{path}", self.base))
-                .timeout(self.timeout),
-        );
-        let a = send(req).await.map_err(|e| describe_reqwest_error(&e))?;
-        if a.status != 200 {
-            return Err(format!(
-                "GET {path}: HTTP {} {}",
-                a.status,
-                a.message()
-                    .unwrap_or_else(|| crate::probes::cut(&a.text(), 120))
-            ));
+    /// The scan's API client, with the run's clients and the login session; every call ends
+    /// by `deadline` when one is given.
+    pub fn new(
+        clients: Arc<Clients>,
+        base: &str,
+        session: Arc<GrafanaSession>,
+        timeout: Duration,
+        deadline: Option<std::time::Instant>,
+    ) -> Self {
+        GrafanaApi {
+            grafana: Grafana {
+                transport: clients.http.clone(),
+                base: base.to_string(),
+                session: Some(session.clone()),
+                timeout,
+                lane: Lane::Background,
+                deadline,
+            },
+            session,
+            clients,
         }
-        a.json()
-            .ok_or_else(|| format!("GET {path}: the answer is not JSON"))
+    }
+
+    /// GETs a JSON document; the error names the call and why it failed.
+    pub async fn get(&self, path: &str) -> Result<Value, String> {
+        self.grafana.get_json(path).await.map_err(|e| e.to_string())
     }
 
     fn prom(&self, ds: &Ds) -> PromApi {
-        PromApi::via_grafana(
-            self.http.clone(),
-            &self.base,
+        let api = PromApi::via_grafana(
+            self.grafana.transport.clone(),
+            &self.grafana.base,
             &ds.uid,
             &ds.name,
             self.session.clone(),
-            self.timeout,
+            self.grafana.timeout,
+            self.clients.prom_memo(&format!("grafana:{}", ds.uid)),
         )
+        .background();
+        match self.grafana.deadline {
+            Some(d) => api.with_deadline(d),
+            None => api,
+        }
     }
 }
 
@@ -659,14 +669,13 @@ pub async fn datasources(g: &GrafanaApi) -> Result<Vec<Ds>, String> {
 /// The uids of every dashboard.
 pub async fn dashboard_uids(g: &GrafanaApi) -> Result<Vec<String>, String> {
     let hits = g.get("/api/search?type=dash-db&limit=5000").await?;
-    Ok(hits
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|h| h.get("uid").and_then(|u| u.as_str()).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default())
+    let list = hits.as_array().ok_or_else(|| {
+        "GET /api/search on Grafana: the answer is not a list of dashboards".to_string()
+    })?;
+    Ok(list
+        .iter()
+        .filter_map(|h| h.get("uid").and_then(|u| u.as_str()).map(str::to_string))
+        .collect())
 }
 
 /// Scans one dashboard.

@@ -8,14 +8,15 @@
 
 pub mod dashboard;
 
-use crate::probes::kube::levenshtein;
-use crate::probes::prom::{Labels, PromApi, PromError, now};
+use crate::clients::prom::{Labels, PromApi, PromError, Sample, now, scrape_interval};
+use crate::clients::{CallError, ErrorKind};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr, VectorSelector};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+use strsim::levenshtein;
 
 /// A selector's verdict, as CONTRACT.md names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -259,17 +260,7 @@ fn secs(d: Duration) -> String {
     }
 }
 
-/// "47 min ago" style ages.
-pub fn age(seconds: f64) -> String {
-    let s = seconds.max(0.0).round() as u64;
-    if s < 120 {
-        format!("{s} s")
-    } else if s < 7200 {
-        format!("{} min", s / 60)
-    } else {
-        format!("{:.1} h", s as f64 / 3600.0)
-    }
-}
+pub use crate::domain::age;
 
 /// Which exporter or job produces a metric family, by its name.
 pub fn producer(metric: &str) -> (&'static str, &'static str) {
@@ -418,22 +409,21 @@ fn matches_op(op: &MatchOp, want: &str, have: &str) -> bool {
 }
 
 /// Scrape intervals by job, from the targets (for the window-too-short rule).
-pub async fn scrape_intervals(api: &PromApi) -> BTreeMap<String, Duration> {
+pub async fn scrape_intervals(api: &PromApi) -> Result<BTreeMap<String, Duration>, PromError> {
     let mut out = BTreeMap::new();
-    if let Ok(t) = api.targets().await {
-        for x in &t.active_targets {
-            let Some(job) = x.labels.get("job") else {
-                continue;
-            };
-            if out.contains_key(job) || x.health != "up" {
-                continue;
-            }
-            if let Some(d) = crate::probes::prom::scrape_interval(api, x).await {
-                out.insert(job.clone(), d);
-            }
+    let t = api.targets().await?;
+    for x in &t.active_targets {
+        let Some(job) = x.labels.get("job") else {
+            continue;
+        };
+        if out.contains_key(job) || x.health != "up" {
+            continue;
+        }
+        if let Some(d) = scrape_interval(api, x).await? {
+            out.insert(job.clone(), d);
         }
     }
-    out
+    Ok(out)
 }
 
 /// Runs the query over the window and says data, zero or empty.
@@ -457,10 +447,9 @@ pub async fn evaluate(
         .flat_map(|s| s.points.iter().map(|(_, v)| *v))
         .collect();
     let mut n = series.iter().filter(|s| !s.points.is_empty()).count();
-    if let Ok(now_samples) = at_end {
-        n = n.max(now_samples.len());
-        values.extend(now_samples.iter().map(|s| s.value));
-    }
+    let now_samples = at_end?;
+    n = n.max(now_samples.len());
+    values.extend(now_samples.iter().map(|s| s.value));
     if values.is_empty() {
         return Ok((QueryResult::Empty, 0));
     }
@@ -502,24 +491,28 @@ pub async fn explain(
     );
     let (result, _) = result.map_err(ExplainError::Prom)?;
     let names = names.map_err(ExplainError::Prom)?;
+    let intervals = intervals.map_err(ExplainError::Prom)?;
+    let up = up.map_err(ExplainError::Prom)?;
+    let up_now = up_now.map_err(ExplainError::Prom)?;
+    let pres = pres
+        .into_iter()
+        .collect::<Result<Vec<Pre>, PromError>>()
+        .map_err(ExplainError::Prom)?;
     // The share of the window Prometheus itself was away: steps missing between its first and
     // last `up` in the window (a Prometheus started inside the window is not "down" before
     // that); all of it when there is no `up` at all. 0 when unknown.
-    let prometheus_gap = match &up {
-        Ok(series) => {
-            let times: Vec<f64> = series
-                .iter()
-                .max_by_key(|s| s.points.len())
-                .map(|s| s.points.iter().map(|(t, _)| *t).collect())
-                .unwrap_or_default();
-            // A Prometheus younger than one step has no point in the range yet, but has `up` now.
-            if times.is_empty() && up_now.as_ref().is_ok_and(|v| !v.is_empty()) {
-                0.0
-            } else {
-                internal_gap(&times, up_step, opts.window.as_secs_f64())
-            }
+    let prometheus_gap = {
+        let times: Vec<f64> = up
+            .iter()
+            .max_by_key(|s| s.points.len())
+            .map(|s| s.points.iter().map(|(t, _)| *t).collect())
+            .unwrap_or_default();
+        // A Prometheus younger than one step has no point in the range yet, but has `up` now.
+        if times.is_empty() && !up_now.is_empty() {
+            0.0
+        } else {
+            internal_gap(&times, up_step, opts.window.as_secs_f64())
         }
-        Err(_) => 0.0,
     };
     let cx = Ctx {
         api,
@@ -602,21 +595,20 @@ fn fix_query(query: &str, c: &SelectorReport) -> Option<String> {
 /// the query's own evaluation): series in the window, their jobs, whether a range holds two
 /// samples, whether the values are all zero, and the grouping labels' shadows.
 struct Pre {
-    in_window: Result<Vec<crate::probes::prom::Sample>, PromError>,
-    jobs: Vec<crate::probes::prom::Sample>,
+    in_window: Vec<Sample>,
+    jobs: Vec<Sample>,
     enough: f64,
     zero: bool,
     /// Per grouping label: series carrying `exported_<label>`, and series carrying the label.
     grouping: Vec<(f64, f64)>,
 }
 
-async fn prefetch(api: &PromApi, f: &Found, window: Duration) -> Pre {
+async fn prefetch(api: &PromApi, f: &Found, window: Duration) -> Result<Pre, PromError> {
     let sel = selector_text(&f.vs);
     let w = secs(window);
-    let value = |r: Result<Vec<crate::probes::prom::Sample>, PromError>| {
-        r.ok()
-            .and_then(|v| v.first().map(|s| s.value))
-            .unwrap_or(0.0)
+    // An empty vector is 0 (count() of nothing); a failed answer is an error, never 0.
+    let value = |r: Result<Vec<Sample>, PromError>| -> Result<f64, PromError> {
+        Ok(r?.first().map(|s| s.value).unwrap_or(0.0))
     };
     let count_q = format!("count(last_over_time({sel}[{w}]))");
     let jobs_q = format!("count by (job) (last_over_time({sel}[{w}]))");
@@ -646,12 +638,12 @@ async fn prefetch(api: &PromApi, f: &Found, window: Duration) -> Pre {
         .collect();
     let groups = futures::future::join_all(group_qs.iter().map(|(a, b)| async move {
         let (x, y) = tokio::join!(api.instant(a, None), api.instant(b, None));
-        (value(x), value(y))
+        Ok::<_, PromError>((value(x)?, value(y)?))
     }));
     let enough = async {
         match &enough_q {
             Some(q) => value(api.instant(q, None).await),
-            None => 1.0,
+            None => Ok(1.0),
         }
     };
     let (in_window, jobs, enough, z, grouping) = tokio::join!(
@@ -661,16 +653,13 @@ async fn prefetch(api: &PromApi, f: &Found, window: Duration) -> Pre {
         api.instant(&zero_q, None),
         groups
     );
-    Pre {
-        in_window,
-        jobs: jobs.unwrap_or_default(),
-        enough,
-        zero: z
-            .ok()
-            .and_then(|v| v.first().map(|s| s.value == 0.0))
-            .unwrap_or(false),
-        grouping,
-    }
+    Ok(Pre {
+        in_window: in_window?,
+        jobs: jobs?,
+        enough: enough?,
+        zero: z?.first().is_some_and(|s| s.value == 0.0),
+        grouping: grouping.into_iter().collect::<Result<_, _>>()?,
+    })
 }
 
 async fn diagnose(
@@ -703,7 +692,7 @@ async fn diagnose(
     }
     let metric = metric_name(&f.vs);
     // 1. Present now, over the window?
-    let in_window = pre.in_window?;
+    let in_window = pre.in_window;
     if prometheus_gap > 0.5 && in_window.first().map(|s| s.value).unwrap_or(0.0) <= 0.0 {
         // Not blamed on the metric: Prometheus itself was away most of the window.
         let mut r = report(
@@ -841,7 +830,16 @@ async fn diagnose(
         if matches!(f.func.as_deref(), Some("rate" | "irate" | "increase"))
             && let Some(m) = metric_name(&f.vs)
         {
-            let meta = cx.api.get("metadata", &[("metric", m.clone())]).await.ok();
+            // Type metadata is optional (VictoriaMetrics may not serve it): a 404 or an API
+            // error means "type unknown"; any other failure is a failure.
+            let meta = match cx.api.metadata(&m).await {
+                Ok(v) => Some(v),
+                Err(CallError {
+                    kind: ErrorKind::Api { .. } | ErrorKind::Status { status: 404, .. },
+                    ..
+                }) => None,
+                Err(e) => return Err(e),
+            };
             let kind = meta
                 .as_ref()
                 .and_then(|d| d.get(&m))
@@ -873,16 +871,11 @@ async fn diagnose(
                 );
                 let (apps, targets) =
                     tokio::join!(cx.api.instant(&qa, None), cx.api.instant(&qt, None));
-                let vals = |v: Result<Vec<crate::probes::prom::Sample>, PromError>,
-                            k: &str|
-                 -> Vec<String> {
-                    v.unwrap_or_default()
-                        .iter()
-                        .filter_map(|s| s.metric.get(k).cloned())
-                        .collect()
+                let vals = |v: Vec<Sample>, k: &str| -> Vec<String> {
+                    v.iter().filter_map(|s| s.metric.get(k).cloned()).collect()
                 };
-                let apps = vals(apps, &exported);
-                let targets = vals(targets, g);
+                let apps = vals(apps?, &exported);
+                let targets = vals(targets?, g);
                 let mut r = report(
                     Verdict::LabelMissing,
                     format!(
@@ -984,10 +977,10 @@ async fn diagnose(
             to
         )))
     );
-    let last_seen = last_seen.unwrap_or_default();
+    let last_seen = last_seen?;
     let values_of: BTreeMap<String, Vec<String>> = labels
         .into_iter()
-        .zip(label_values.into_iter().map(|v| v.unwrap_or_default()))
+        .zip(label_values.into_iter().collect::<Result<Vec<_>, _>>()?)
         .collect();
     if let Some(ts) = last_seen.first().map(|s| s.value) {
         let ago = now() - ts;
@@ -996,8 +989,7 @@ async fn diagnose(
         let presence = cx
             .api
             .range(&format!("count({sel})"), from, to, lstep)
-            .await
-            .unwrap_or_default();
+            .await?;
         let times: Vec<f64> = presence
             .first()
             .map(|s| s.points.iter().map(|(t, _)| *t).collect())
@@ -1087,7 +1079,7 @@ async fn diagnose(
             }
             let near = nearest_values(&m.value, &values);
             let only_probes =
-                m.name == "uri" && values.iter().all(|v| crate::probes::data::is_probe_uri(v));
+                m.name == "uri" && values.iter().all(|v| crate::domain::is_probe_uri(v));
             // A value is a likely typo of an existing one only when it is close: contained in
             // it (`/api/orders` and `/orders`) or a few edits away. Otherwise the value may
             // well be right and the event rare (`outcome="SERVER_ERROR"` while nothing failed).

@@ -48,12 +48,13 @@ impl Probe for Dashboards {
 
     async fn run(&self, cx: &CheckCtx) -> Outcome {
         let session = cx.facts.wait::<GrafanaSession>().await;
-        let g = GrafanaApi {
-            http: cx.clients.http.clone(),
-            base: cx.settings.grafana_url.clone(),
+        let g = GrafanaApi::new(
+            cx.clients.clone(),
+            &cx.settings.grafana_url,
             session,
-            timeout: cx.timeout,
-        };
+            cx.timeout,
+            Some(cx.deadline),
+        );
         let search = async {
             if self.uids.is_empty() {
                 dashboard::dashboard_uids(&g).await
@@ -79,9 +80,6 @@ impl Probe for Dashboards {
         let mut empty = Vec::new();
         let mut remedies = Vec::new();
         for r in &reports {
-            if let Some(p) = &r.problem {
-                empty.push(format!("{}: {p}", r.title));
-            }
             // One entry per dashboard: a broken data source reference once, else its first
             // panels' reasons.
             let panels: Vec<_> = r.empty_panels().collect();
@@ -152,6 +150,51 @@ impl Probe for Dashboards {
                 })
             })
             .collect();
+        // An answer that never came is not a finding: a dashboard that could not be read, or a
+        // panel query that could not run, makes the scan incomplete, and the check says so.
+        let unread: Vec<String> = reports
+            .iter()
+            .filter_map(|r| r.problem.as_ref().map(|p| format!("{}: {p}", r.title)))
+            .collect();
+        let failed: Vec<String> = reports
+            .iter()
+            .flat_map(|r| {
+                r.panels
+                    .iter()
+                    .filter(|p| p.status == PanelStatus::Error)
+                    .map(move |p| format!("{} / {}: {}", r.title, p.panel, p.detail))
+            })
+            .collect();
+        if !unread.is_empty() || !failed.is_empty() {
+            let mut parts = Vec::new();
+            if !unread.is_empty() {
+                parts.push(format!(
+                    "{} of {} dashboards could not be read ({})",
+                    unread.len(),
+                    reports.len(),
+                    unread.join("; ")
+                ));
+            }
+            if !failed.is_empty() {
+                parts.push(format!(
+                    "{} of {total} panel queries could not run ({})",
+                    failed.len(),
+                    failed
+                        .iter()
+                        .take(3)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ));
+            }
+            return Outcome::error(format!(
+                "the dashboard scan is incomplete: {}",
+                parts.join("; ")
+            ))
+            .evidence("dashboards", summary)
+            .evidence("not_read", &unread)
+            .evidence("queries_failed", &failed);
+        }
         if empty.is_empty() {
             return Outcome::pass(format!(
                 "{} dashboards, {total} panel queries, all with data",

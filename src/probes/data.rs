@@ -2,11 +2,13 @@
 //! `data.time-range` (the newest samples fall inside the window, rate windows fit the scrape
 //! interval, and the clocks of this machine, Grafana and Prometheus agree).
 
-use super::grafana::{GrafanaInfo, httpdate, send};
-use super::prom::{PromApi, PromInfo, Sample, call_failed, now, prom_duration};
+use super::grafana::GrafanaInfo;
+use super::prom::{
+    PromInfo, Sample, TargetIndex, api, call_failed, now, prom_duration, samples_by_service,
+};
 use super::{BuildError, parse_args};
+use crate::domain::age;
 use crate::engine::{CheckCtx, Outcome, Probe};
-use crate::explain::age;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -16,25 +18,7 @@ fn window_str(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
-/// Whether a series (by its labels) is one of the service's.
-pub fn series_of(s: &Sample, svc: &str) -> bool {
-    let prefix = format!("{svc}-");
-    ["application", "exported_application", "app", "service"]
-        .iter()
-        .any(|k| s.metric.get(*k).is_some_and(|v| v == svc))
-        || ["pod", "kubernetes_pod_name"]
-            .iter()
-            .any(|k| s.metric.get(*k).is_some_and(|v| v.starts_with(&prefix)))
-}
-
-/// Prometheus's own scrapes and health probes are not traffic.
-pub fn is_probe_uri(uri: &str) -> bool {
-    uri.starts_with("/actuator")
-        || uri == "/health"
-        || uri == "/metrics"
-        || uri == "/prometheus"
-        || uri.starts_with("/healthz")
-}
+pub use crate::domain::is_probe_uri;
 
 /// `kind = "data.traffic"`: every service received user requests within the window.
 #[derive(Debug)]
@@ -54,10 +38,7 @@ impl Probe for Traffic {
     }
 
     async fn run(&self, cx: &CheckCtx) -> Outcome {
-        let api = match PromApi::from_ctx(cx).await {
-            Ok(a) => a,
-            Err(o) => return o,
-        };
+        let api = api(cx).await;
         let w = format!("{}s", cx.settings.window.as_secs().max(1));
         let by = "application, exported_application, app, service, pod, kubernetes_pod_name, uri";
         let exist_q =
@@ -73,30 +54,36 @@ impl Probe for Traffic {
             api.instant(&incr_q, None),
             api.instant(&new_q, None)
         );
-        let born = born.unwrap_or_default();
-        let exist = match exist {
-            Ok(v) => v,
-            Err(e) => return call_failed(cx, &api, "the traffic query", &e),
+        // Each answer is needed: a failed one is never read as "no traffic".
+        let (exist, incr, born) = match (exist, incr, born) {
+            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return call_failed(cx, &e),
         };
-        let incr = incr.unwrap_or_default();
+        let services = &cx.settings.services;
+        let (exist_by, incr_by, born_by) = (
+            samples_by_service(&exist, services),
+            samples_by_service(&incr, services),
+            samples_by_service(&born, services),
+        );
+        let none_of: Vec<&Sample> = Vec::new();
         let mut problems = Vec::new();
         let mut evidence = serde_json::Map::new();
         let mut none = Vec::new();
         for svc in &cx.settings.services {
-            let all: Vec<&Sample> = exist.iter().filter(|s| series_of(s, svc)).collect();
+            let all: &Vec<&Sample> = exist_by.get(svc.as_str()).unwrap_or(&none_of);
             let user: Vec<&Sample> = all
                 .iter()
                 .copied()
                 .filter(|s| s.metric.get("uri").is_none_or(|u| !is_probe_uri(u)))
                 .collect();
             let mut by_uri: BTreeMap<String, f64> = BTreeMap::new();
-            for s in incr.iter().filter(|s| series_of(s, svc)) {
+            for s in incr_by.get(svc.as_str()).unwrap_or(&none_of) {
                 let uri = s.metric.get("uri").cloned().unwrap_or_default();
                 if !is_probe_uri(&uri) && s.value.is_finite() {
                     *by_uri.entry(uri).or_default() += s.value;
                 }
             }
-            for s in born.iter().filter(|s| series_of(s, svc)) {
+            for s in born_by.get(svc.as_str()).unwrap_or(&none_of) {
                 let uri = s.metric.get("uri").cloned().unwrap_or_default();
                 if !is_probe_uri(&uri) {
                     let e = by_uri.entry(uri).or_default();
@@ -196,10 +183,7 @@ impl Probe for TimeRange {
     }
 
     async fn run(&self, cx: &CheckCtx) -> Outcome {
-        let api = match PromApi::from_ctx(cx).await {
-            Ok(a) => a,
-            Err(o) => return o,
-        };
+        let api = api(cx).await;
         let window = cx.settings.window;
         let metrics = "http_server_requests_seconds_count|jvm_memory_used_bytes";
         let fresh_q = format!("count({{__name__=~\"{metrics}\"}})");
@@ -209,25 +193,31 @@ impl Probe for TimeRange {
             if let Some(g) = cx.facts.get::<GrafanaInfo>() {
                 return g.date.map(|d| (d, now()));
             }
+            // Grafana's clock is a part of this check, not a need: without an answer it is
+            // not compared (and the evidence says so).
             let req = cx
                 .clients
                 .http
-                .get(format!("{}/api/health", cx.settings.grafana_url))
-                .timeout(Duration::from_secs(2).min(cx.timeout));
-            let a = send(req).await.ok()?;
-            let d = a
-                .headers
-                .get(reqwest::header::DATE)?
-                .to_str()
-                .ok()
-                .and_then(httpdate)?;
-            Some((d, now()))
+                .client()
+                .get(format!("{}/api/health", cx.settings.grafana_url));
+            let a = cx
+                .clients
+                .http
+                .send(
+                    "GET /api/health on Grafana",
+                    req,
+                    Duration::from_secs(2).min(cx.timeout),
+                    crate::clients::Lane::Chain,
+                )
+                .await
+                .ok()?;
+            Some((a.date()?, now()))
         };
         let (fresh, targets, gdate) =
             tokio::join!(api.instant(&fresh_q, None), api.targets(), grafana_date);
         let fresh = match fresh {
             Ok(f) => f.first().map(|s| s.value).unwrap_or(0.0),
-            Err(e) => return call_failed(cx, &api, "the freshness query", &e),
+            Err(e) => return call_failed(cx, &e),
         };
         let mut warns: Vec<String> = Vec::new();
         let mut fails: Vec<String> = Vec::new();
@@ -255,22 +245,20 @@ impl Probe for TimeRange {
                     fails.push("no sample of http_server_requests_seconds_count or jvm_memory_used_bytes in the last 6 h".into());
                     remedies.push("msa-doctor --only prometheus.targets    # are the services scraped at all?".into());
                 }
-                Err(e) => return call_failed(cx, &api, "the age query", &e),
+                Err(e) => return call_failed(cx, &e),
             }
         }
         // The guide's rate windows against the scrape interval of the service targets.
-        if let Ok(t) = targets {
+        {
+            let t = match targets {
+                Ok(t) => t,
+                Err(e) => return call_failed(cx, &e),
+            };
+            let index = TargetIndex::new(&t, &cx.settings.services, &cx.settings.namespace);
             let mine: Vec<&super::prom::Target> = t
                 .active_targets
                 .iter()
-                .filter(|t| {
-                    t.health == "up"
-                        && cx
-                            .settings
-                            .services
-                            .iter()
-                            .any(|s| super::prom::belongs(t, s, &cx.settings.namespace))
-                })
+                .filter(|t| t.health == "up" && index.service_of(t).is_some())
                 .collect();
             let mut interval = mine
                 .iter()
@@ -278,13 +266,18 @@ impl Probe for TimeRange {
                 .max();
             if interval.is_none() {
                 // Young targets may have a single sample yet: ask about each, keep the longest.
-                interval = futures::future::join_all(
+                let found = futures::future::join_all(
                     mine.iter().map(|t| super::prom::scrape_interval(&api, t)),
                 )
-                .await
-                .into_iter()
-                .flatten()
-                .max();
+                .await;
+                let mut known = Vec::new();
+                for f in found {
+                    match f {
+                        Ok(d) => known.extend(d),
+                        Err(e) => return call_failed(cx, &e),
+                    }
+                }
+                interval = known.into_iter().max();
             }
             if let Some(iv) = interval {
                 o_evidence.insert("scrape_interval".into(), json!(window_str(iv)));
@@ -342,6 +335,11 @@ impl Probe for TimeRange {
                     if skew > 0.0 { "ahead" } else { "behind" }
                 ));
             }
+        } else {
+            o_evidence.insert(
+                "grafana_clock".into(),
+                json!("not compared: Grafana's /api/health gave no Date header in time"),
+            );
         }
         if !skews.is_empty() {
             fails.push(format!(

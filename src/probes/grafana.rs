@@ -4,34 +4,17 @@
 //! Facts recorded for the checks that need these: [`GrafanaSession`] (how to authenticate the
 //! next calls; never printed) and [`Datasource`] (the Prometheus data source in use).
 
-use super::http::{describe_reqwest_error, read_body};
 use super::{BuildError, cut, kube as kubeprobe, parse_args};
+use crate::clients::grafana::Grafana;
+use crate::clients::{Answer, CallError, ErrorKind, Lane};
 use crate::engine::{CheckCtx, Outcome, Probe};
 use crate::settings::GrafanaAuth;
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::Method;
 use serde::Deserialize;
-use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// How later calls authenticate to Grafana: a session cookie, a bearer token or basic auth.
-/// Holds a secret; `Debug` hides it.
-#[derive(Clone)]
-pub struct GrafanaSession {
-    header: (reqwest::header::HeaderName, HeaderValue),
-}
-
-impl std::fmt::Debug for GrafanaSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GrafanaSession({} <redacted>)", self.header.0)
-    }
-}
-
-impl GrafanaSession {
-    /// Adds the credentials to a request.
-    pub fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        req.header(self.header.0.clone(), self.header.1.clone())
-    }
-}
+pub use crate::clients::grafana::GrafanaSession;
 
 /// What `grafana.access` learnt of the server.
 #[derive(Clone, Debug)]
@@ -62,53 +45,26 @@ struct Health {
     version: Option<String>,
 }
 
-/// A Grafana answer, read with a cap.
-pub(crate) struct Answer {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Vec<u8>,
-}
-
-impl Answer {
-    pub fn json(&self) -> Option<Value> {
-        serde_json::from_slice(&self.body).ok()
-    }
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).trim().to_string()
-    }
-    pub fn is_html(&self) -> bool {
-        let ct = self
-            .headers
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let t = self.text().to_ascii_lowercase();
-        ct.contains("html") || t.starts_with("<!doctype") || t.starts_with("<html")
-    }
-    /// Grafana's `message` field, when the body is one of its JSON errors.
-    pub fn message(&self) -> Option<String> {
-        self.json()?.get("message")?.as_str().map(str::to_string)
+/// Grafana at the run's URL, with a session or without.
+fn grafana(cx: &CheckCtx, session: Option<Arc<GrafanaSession>>) -> Grafana {
+    Grafana {
+        transport: cx.clients.http.clone(),
+        base: cx.settings.grafana_url.clone(),
+        session,
+        timeout: cx.timeout,
+        // Each of these checks' calls is its own subject.
+        lane: Lane::Critical,
+        deadline: Some(cx.deadline),
     }
 }
 
-/// The most of a Grafana answer read.
-/// (Prometheus's `/api/v1/targets` of a large cluster runs to tens of MiB.)
-const MAX_BODY: usize = 64 * 1024 * 1024;
-
-pub(crate) async fn send(req: reqwest::RequestBuilder) -> Result<Answer, reqwest::Error> {
-    let resp = req.send().await?;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = match read_body(resp, MAX_BODY).await {
-        Ok(b) => b,
-        Err(e) => format!("<unreadable body: {e}>").into_bytes(),
-    };
-    Ok(Answer {
-        status,
-        headers,
-        body,
-    })
+/// The reason of a call that got no answer, in the words the remedies test for
+/// ("connection refused", "TLS error (...)", "no such host (...)").
+fn no_answer(e: &CallError) -> String {
+    match &e.kind {
+        ErrorKind::Refused(s) => s.clone(),
+        _ => e.reason(),
+    }
 }
 
 fn url(cx: &CheckCtx, path: &str) -> String {
@@ -147,12 +103,14 @@ impl Probe for Access {
         let health_url = url(cx, "/api/health");
         let port = local_port(cx);
         let ns = &cx.settings.monitoring_namespace;
-        let answer = send(cx.clients.http.get(&health_url).timeout(cx.timeout)).await;
+        let answer = grafana(cx, None)
+            .send(Method::GET, "/api/health", None)
+            .await;
         let a = match answer {
             Ok(a) => a,
             Err(e) => {
-                let why = describe_reqwest_error(&e);
-                if e.is_timeout() {
+                let why = no_answer(&e);
+                if matches!(e.kind, ErrorKind::TimedOut(_)) {
                     return Outcome::fail(format!(
                         "{} accepted the connection but did not answer within {}: a stuck port-forward or a hung Grafana",
                         cx.settings.grafana_url,
@@ -190,11 +148,7 @@ impl Probe for Access {
                 return o;
             }
         };
-        let date = a
-            .headers
-            .get(reqwest::header::DATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(httpdate);
+        let date = a.date();
         let health: Option<Health> = serde_json::from_slice(&a.body).ok();
         match (a.status, health) {
             (200, Some(h)) if h.database.is_some() => {
@@ -216,6 +170,17 @@ impl Probe for Access {
             .remedy(format!(
                 "kubectl -n {ns} logs deploy/grafana --tail=100\n# a full disk or a broken PersistentVolume is the usual cause:\nkubectl -n {ns} describe pod -l app.kubernetes.io/name=grafana"
             )),
+            (status, _) if status >= 500 => Outcome::fail(format!(
+                "something answers at {} but fails: HTTP {status}{} (Grafana itself, or a proxy in front of it)",
+                cx.settings.grafana_url,
+                if a.is_html() { " with an HTML page" } else { "" }
+            ))
+            .evidence("url", &health_url)
+            .evidence("status", status)
+            .evidence("body", a.excerpt(200))
+            .remedy(format!(
+                "kubectl -n {ns} get pods -l app.kubernetes.io/name=grafana\nkubectl -n {ns} logs deploy/grafana --tail=100"
+            )),
             (status, _) => {
                 let what = if a.is_html() { "an HTML page" } else { "something that is not Grafana's /api/health JSON" };
                 let other = port + 1;
@@ -225,39 +190,13 @@ impl Probe for Access {
                 ))
                 .evidence("url", &health_url)
                 .evidence("status", status)
-                .evidence("body", cut(&a.text(), 200))
+                .evidence("body", a.excerpt(200))
                 .remedy(format!(
                     "# find the program that listens on port {port}:\nss -ltnp 'sport = :{port}'    # macOS: lsof -nP -iTCP:{port} -sTCP:LISTEN\n# stop it, or forward Grafana to another local port and point msa-doctor there:\nkubectl port-forward svc/grafana -n {ns} {other}:3000\nmsa-doctor --grafana-url http://localhost:{other}"
                 ))
             }
         }
     }
-}
-
-/// Parses an HTTP date (`Wed, 25 Nov 2026 12:00:00 GMT`).
-pub fn httpdate(s: &str) -> Option<std::time::SystemTime> {
-    // humantime parses RFC 3339; convert the IMF-fixdate by hand.
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    if parts.len() != 6 {
-        return None;
-    }
-    let month = match parts[2] {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let rfc = format!("{}-{:02}-{:0>2}T{}Z", parts[3], month, parts[1], parts[4]);
-    humantime::parse_rfc3339(&rfc).ok()
 }
 
 /// Connection refused on localhost: the tunnel is down. Ask the cluster, when it answers, why.
@@ -340,7 +279,7 @@ fn not_grafana(a: &Answer, what: &str) -> Outcome {
         if a.is_html() {
             "an HTML page".to_string()
         } else {
-            format!("{:?}", cut(&a.text(), 120))
+            format!("{:?}", a.excerpt(120))
         }
     ))
     .evidence("status", a.status)
@@ -410,8 +349,7 @@ impl Probe for Login {
         let ns = &cx.settings.monitoring_namespace;
         match &cx.settings.grafana_auth {
             GrafanaAuth::Token(token) => {
-                let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                else {
+                let Some(session) = GrafanaSession::bearer(token.expose()) else {
                     return Outcome::fail(
                         "the Grafana token holds characters that cannot be sent in a header",
                     )
@@ -419,15 +357,13 @@ impl Probe for Login {
                         "export GRAFANA_TOKEN=glsa_...    # the token exactly as Grafana showed it",
                     );
                 };
-                value.set_sensitive(true);
-                let session = GrafanaSession {
-                    header: (reqwest::header::AUTHORIZATION, value),
-                };
-                let req =
-                    session.apply(cx.clients.http.get(url(cx, "/api/org")).timeout(cx.timeout));
-                match send(req).await {
+                let session = Arc::new(session);
+                let answer = grafana(cx, Some(session.clone()))
+                    .send(Method::GET, "/api/org", None)
+                    .await;
+                match answer {
                     Ok(a) if a.status == 200 && a.json().is_some() => {
-                        cx.facts.put(session);
+                        cx.facts.put((*session).clone());
                         Outcome::pass("the service-account token is accepted").evidence("auth", "token")
                     }
                     Ok(a) if a.status == 401 || a.status == 403 => Outcome::fail(format!(
@@ -440,7 +376,7 @@ impl Probe for Login {
                         "# create a new token: Administration > Users and access > Service accounts > Add service account token\n# (role Admin, or Viewer plus data source query rights), then\nexport GRAFANA_TOKEN='glsa_...'\n# or drop the token and use the admin password:\nunset GRAFANA_TOKEN; kubectl get secret -n {ns} grafana -o jsonpath='{{.data.admin-password}}' | base64 -d"
                     )),
                     Ok(a) => not_grafana(&a, "GET /api/org"),
-                    Err(e) => Outcome::error(format!("GET /api/org: {}", describe_reqwest_error(&e))),
+                    Err(e) => Outcome::error(e.to_string()),
                 }
             }
             GrafanaAuth::Password {
@@ -449,45 +385,19 @@ impl Probe for Login {
                 defaulted,
             } => {
                 let body = serde_json::json!({"user": user, "password": password.expose()});
-                let req = cx
-                    .clients
-                    .http
-                    .post(url(cx, "/login"))
-                    .json(&body)
-                    .timeout(cx.timeout);
-                let a = match send(req).await {
+                let a = match grafana(cx, None)
+                    .send(Method::POST, "/login", Some(&body))
+                    .await
+                {
                     Ok(a) => a,
-                    Err(e) => {
-                        return Outcome::error(format!(
-                            "POST /login: {}",
-                            describe_reqwest_error(&e)
-                        ));
-                    }
+                    Err(e) => return Outcome::error(e.to_string()),
                 };
                 match a.status {
                     200 => {
-                        let cookie = a
-                            .headers
-                            .get_all(reqwest::header::SET_COOKIE)
-                            .iter()
-                            .filter_map(|v| v.to_str().ok())
-                            .filter_map(|c| c.split(';').next())
-                            .filter(|kv| kv.contains('='))
-                            .map(str::to_string)
-                            .collect::<Vec<_>>();
-                        let session = if cookie.iter().any(|c| c.starts_with("grafana_session")) {
-                            HeaderValue::from_str(&cookie.join("; ")).ok().map(|mut v| {
-                                v.set_sensitive(true);
-                                GrafanaSession {
-                                    header: (reqwest::header::COOKIE, v),
-                                }
-                            })
-                        } else {
-                            None
-                        };
                         // No session cookie (an auth proxy, a renamed cookie): basic auth works on
                         // every API path.
-                        let session = session.or_else(|| basic(user, password.expose()));
+                        let session = GrafanaSession::from_login(&a)
+                            .or_else(|| GrafanaSession::basic(user, password.expose()));
                         match session {
                             Some(s) => {
                                 cx.facts.put(s);
@@ -532,16 +442,6 @@ impl Probe for Login {
     }
 }
 
-fn basic(user: &str, password: &str) -> Option<GrafanaSession> {
-    use base64::Engine;
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    let mut v = HeaderValue::from_str(&format!("Basic {token}")).ok()?;
-    v.set_sensitive(true);
-    Some(GrafanaSession {
-        header: (reqwest::header::AUTHORIZATION, v),
-    })
-}
-
 /// `kind = "grafana.default-password"`: warns while admin/admin still logs in.
 #[derive(Debug)]
 pub struct DefaultPassword;
@@ -558,13 +458,7 @@ impl Probe for DefaultPassword {
     async fn run(&self, cx: &CheckCtx) -> Outcome {
         let ns = &cx.settings.monitoring_namespace;
         let body = serde_json::json!({"user": "admin", "password": "admin"});
-        let req = cx
-            .clients
-            .http
-            .post(url(cx, "/login"))
-            .json(&body)
-            .timeout(cx.timeout);
-        match send(req).await {
+        match grafana(cx, None).send(Method::POST, "/login", Some(&body)).await {
             Ok(a) if a.status == 200 => Outcome::fail(
                 "admin/admin still logs in to Grafana: anyone who reaches the port can change every dashboard",
             )
@@ -575,7 +469,7 @@ impl Probe for DefaultPassword {
                 Outcome::pass("the default admin/admin password is refused")
             }
             Ok(a) => not_grafana(&a, "POST /login"),
-            Err(e) => Outcome::error(format!("POST /login: {}", describe_reqwest_error(&e))),
+            Err(e) => Outcome::error(e.to_string()),
         }
     }
 }
@@ -654,20 +548,10 @@ impl Probe for DatasourceCheck {
     async fn run(&self, cx: &CheckCtx) -> Outcome {
         let session = cx.facts.wait::<GrafanaSession>().await;
         let ns = &cx.settings.monitoring_namespace;
-        let req = session.apply(
-            cx.clients
-                .http
-                .get(url(cx, "/api/datasources"))
-                .timeout(cx.timeout),
-        );
-        let a = match send(req).await {
+        let g = grafana(cx, Some(session));
+        let a = match g.send(Method::GET, "/api/datasources", None).await {
             Ok(a) => a,
-            Err(e) => {
-                return Outcome::error(format!(
-                    "GET /api/datasources: {}",
-                    describe_reqwest_error(&e)
-                ));
-            }
+            Err(e) => return Outcome::error(e.to_string()),
         };
         if a.status == 403 {
             return Outcome::error(format!(
@@ -745,21 +629,9 @@ impl Probe for DatasourceCheck {
         // The checks downstream may start on it now; they are stopped if the test fails.
         cx.facts.put(ds.clone());
         let health_path = format!("/api/datasources/uid/{}/health", chosen.uid);
-        let req = session.apply(
-            cx.clients
-                .http
-                .get(url(cx, &health_path))
-                .timeout(cx.timeout),
-        );
-        let a = match send(req).await {
+        let a = match g.send(Method::GET, &health_path, None).await {
             Ok(a) => a,
-            Err(e) => {
-                return Outcome::error(format!(
-                    "GET {health_path}: {}",
-                    describe_reqwest_error(&e)
-                ))
-                .evidence("datasource", &chosen.name);
-            }
+            Err(e) => return Outcome::error(e.to_string()).evidence("datasource", &chosen.name),
         };
         let body = a.json();
         let status = body

@@ -2,6 +2,7 @@
 //! and, optionally, a body containing a text or a JSON value at a pointer.
 
 use super::{BuildError, cut, parse_args};
+use crate::clients::{CallError, ErrorKind, Lane};
 use crate::engine::{CheckCtx, Outcome, Probe, fill_template};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -39,9 +40,6 @@ pub struct Http {
     json_equals: Option<serde_json::Value>,
     body: Option<String>,
 }
-
-/// The most of a body read for checking.
-const MAX_BODY: usize = 4 * 1024 * 1024;
 
 impl Http {
     /// From `args = { url = "...", method = "GET", headers = {...}, expect_status = 200, ... }`.
@@ -112,85 +110,57 @@ fn status_code(n: i64) -> Result<u16, BuildError> {
         .ok_or_else(|| BuildError::Args(format!("expect_status {n} is not an HTTP status")))
 }
 
-/// Names the cause of a failed request the way a user would say it.
-pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
-    let mut chain = String::new();
-    let mut src: Option<&dyn std::error::Error> = Some(e);
-    while let Some(s) = src {
-        let t = s.to_string();
-        if !chain.contains(&t) {
-            if !chain.is_empty() {
-                chain.push_str(": ");
-            }
-            chain.push_str(&t);
-        }
-        src = s.source();
-    }
-    let lower = chain.to_ascii_lowercase();
-    if e.is_timeout() {
-        "timed out".into()
-    } else if lower.contains("connection refused") {
-        "connection refused".into()
-    } else if lower.contains("dns error")
-        || lower.contains("failed to lookup")
-        || lower.contains("name or service not known")
-    {
-        format!("no such host ({chain})")
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
-    {
-        format!("TLS error ({chain})")
-    } else {
-        chain
-    }
-}
+pub use crate::clients::http::describe_reqwest_error;
 
 #[async_trait::async_trait]
 impl Probe for Http {
     async fn run(&self, cx: &CheckCtx) -> Outcome {
         let vars = serde_json::Value::Object(cx.settings.template_vars());
         let url = fill_template(&self.url, &vars);
-        let mut req = cx
-            .clients
-            .http
-            .request(self.method.clone(), &url)
-            .timeout(cx.timeout);
+        let mut req = cx.clients.http.client().request(self.method.clone(), &url);
         for (k, v) in &self.headers {
             req = req.header(k, fill_template(v, &vars));
         }
         if let Some(b) = &self.body {
             req = req.body(b.clone());
         }
-        let resp = match req.send().await {
-            Ok(r) => r,
+        let call = format!("{} {url}", self.method);
+        let a = match cx
+            .clients
+            .http
+            .send(&call, req, cx.timeout, Lane::Chain)
+            .await
+        {
+            Ok(a) => a,
+            // A body too large or cut short is not this check's finding: it could not read it.
+            Err(
+                e @ CallError {
+                    kind: ErrorKind::TooLarge(_) | ErrorKind::Undecodable(_),
+                    ..
+                },
+            ) => return Outcome::error(e.to_string()).evidence("url", &url),
             Err(e) => {
-                let why = if e.is_timeout() {
-                    format!(
+                let why = match &e.kind {
+                    ErrorKind::TimedOut(_) => format!(
                         "no answer within {}",
                         humantime::format_duration(cx.timeout)
-                    )
-                } else {
-                    describe_reqwest_error(&e)
+                    ),
+                    ErrorKind::Refused(s) => s.clone(),
+                    _ => e.reason(),
                 };
                 return Outcome::fail(format!("{} {url}: {why}", self.method))
                     .evidence("url", &url);
             }
         };
-        let status = resp.status().as_u16();
-        let content_type = resp
-            .headers()
+        let status = a.status;
+        let content_type = a
+            .headers
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("no content type")
             .to_string();
-        let body = match read_body(resp, MAX_BODY).await {
-            Ok(b) => b,
-            Err(e) => {
-                return Outcome::error(format!("{url}: the body could not be read: {e}"))
-                    .evidence("url", &url)
-                    .evidence("status", status);
-            }
-        };
-        let text = String::from_utf8_lossy(&body);
+        let body = a.body;
+        let text = crate::clients::redact::clean(&String::from_utf8_lossy(&body));
         let base = |o: Outcome| o.evidence("url", &url).evidence("status", status);
         if !self.expect_status.contains(&status) {
             return base(Outcome::fail(format!(
@@ -235,22 +205,5 @@ impl Probe for Http {
             }
         }
         base(Outcome::pass(format!("{url} answered HTTP {status}")))
-    }
-}
-
-/// Reads a body up to `max` bytes; a larger one is an error rather than a memory blow-up.
-pub async fn read_body(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if out.len() + chunk.len() > max {
-                    return Err(format!("the body is larger than {} KiB", max / 1024));
-                }
-                out.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(out),
-            Err(e) => return Err(format!("truncated body: {}", describe_reqwest_error(&e))),
-        }
     }
 }

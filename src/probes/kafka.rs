@@ -2,11 +2,10 @@
 //! and the guide's topic is among its topics. A missing exporter is a warning: the guide's
 //! fallback panel (JVM heap) still works.
 
-use super::prom::{PromApi, call_failed};
+use super::prom::{api, call_failed};
 use super::{BuildError, kube as kubeprobe};
 use crate::engine::{CheckCtx, Outcome, Probe};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -36,10 +35,12 @@ const EXPORTER_WORDS: &[&str] = &[
     "burrow",
 ];
 
-/// Exporter pods in any namespace (or the two the user named, when listing all is forbidden).
+/// Exporter pods `(namespace, name, phase)` in the application and monitoring namespaces
+/// (the lists are shared with the other checks; the whole cluster is never listed). `None`
+/// when the cluster cannot tell.
 async fn exporter_pods(cx: &CheckCtx) -> Option<Vec<(String, String, String)>> {
     let client = cx.kube().await.ok()?;
-    let matches = |p: &Pod| {
+    let matches = |p: &&Pod| {
         let name = p.metadata.name.clone().unwrap_or_default();
         let images: Vec<String> = p
             .spec
@@ -55,7 +56,7 @@ async fn exporter_pods(cx: &CheckCtx) -> Option<Vec<(String, String, String)>> {
             .iter()
             .any(|w| name.contains(w) || images.iter().any(|i| i.contains(w)))
     };
-    let to_row = |p: Pod| {
+    let to_row = |p: &Pod| {
         let phase = p
             .status
             .as_ref()
@@ -67,19 +68,32 @@ async fn exporter_pods(cx: &CheckCtx) -> Option<Vec<(String, String, String)>> {
             phase,
         )
     };
-    let all: Api<Pod> = Api::all(client.clone());
-    match all.list(&ListParams::default()).await {
-        Ok(l) => Some(l.items.into_iter().filter(matches).map(to_row).collect()),
-        Err(_) => {
-            let mut out = Vec::new();
-            for ns in [&cx.settings.namespace, &cx.settings.monitoring_namespace] {
-                let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-                if let Ok(l) = api.list(&ListParams::default()).await {
-                    out.extend(l.items.into_iter().filter(matches).map(to_row));
-                }
-            }
-            Some(out)
-        }
+    let mut namespaces = vec![cx.settings.namespace.clone()];
+    if cx.settings.monitoring_namespace != cx.settings.namespace {
+        namespaces.push(cx.settings.monitoring_namespace.clone());
+    }
+    let lists = futures::future::join_all(
+        namespaces
+            .iter()
+            .map(|ns| cx.clients.kube_memo.pods(&client, ns, cx.timeout)),
+    )
+    .await;
+    let mut out = Vec::new();
+    let mut any = false;
+    for l in lists.into_iter().flatten() {
+        any = true;
+        out.extend(l.iter().filter(matches).map(to_row));
+    }
+    any.then_some(out)
+}
+
+/// The workload of a pod named `<workload>-<replicaset hash>-<pod hash>`.
+fn workload_of(pod: &str) -> String {
+    let parts: Vec<&str> = pod.rsplitn(3, '-').collect();
+    if parts.len() == 3 {
+        parts[2].to_string()
+    } else {
+        pod.to_string()
     }
 }
 
@@ -98,10 +112,7 @@ impl Probe for ExporterCheck {
     }
 
     async fn run(&self, cx: &CheckCtx) -> Outcome {
-        let api = match PromApi::from_ctx(cx).await {
-            Ok(a) => a,
-            Err(o) => return o,
-        };
+        let api = api(cx).await;
         let topic = cx.settings.topic.clone();
         let budget = cx
             .timeout
@@ -116,14 +127,13 @@ impl Probe for ExporterCheck {
             api.instant("count by (topic) (kafka_topic_partitions)", None),
             tokio::time::timeout(budget, exporter_pods(cx))
         );
-        let brokers = match brokers {
-            Ok(b) => b.first().map(|s| s.value),
-            Err(e) => return call_failed(cx, &api, "the kafka_brokers query", &e),
+        // Every answer is needed: a failed one is never read as "no topic" or "no lag".
+        let (brokers, lag, partitions) = match (brokers, lag, partitions) {
+            (Ok(a), Ok(b), Ok(c)) => (a.first().map(|s| s.value), b, c),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return call_failed(cx, &e),
         };
         let pods = pods.ok().flatten();
-        let lag = lag.unwrap_or_default();
         let topics: BTreeSet<String> = partitions
-            .unwrap_or_default()
             .into_iter()
             .filter_map(|s| s.metric.get("topic").cloned())
             .collect();
@@ -144,7 +154,14 @@ impl Probe for ExporterCheck {
                     pod_names.join(", ")
                 ))
                 .evidence("exporter_pods", &pod_names)
-                .remedy("# the exporter's pod template needs the scrape annotations (port 9308, path /metrics):\nkubectl -n <namespace> patch deployment <kafka-exporter> --type merge -p '{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"prometheus.io/scrape\":\"true\",\"prometheus.io/port\":\"9308\"}}}}}'\nmsa-doctor --only prometheus.targets");
+                .remedy({
+                    let (ens, epod) = pods
+                        .as_ref()
+                        .and_then(|p| p.first())
+                        .map(|(n, p, _)| (n.clone(), workload_of(p)))
+                        .unwrap_or_default();
+                    format!("# the exporter's pod template needs the scrape annotations (port 9308, path /metrics):\nkubectl -n {ens} patch deployment {} --type merge -p '{{\"spec\":{{\"template\":{{\"metadata\":{{\"annotations\":{{\"prometheus.io/scrape\":\"true\",\"prometheus.io/port\":\"9308\",\"prometheus.io/path\":\"/metrics\"}}}}}}}}}}'\nmsa-doctor --only prometheus.targets", epod)
+                });
             }
             return Outcome::warn(format!(
                 "no Kafka exporter runs{}: the lag panel (kafka_consumergroup_lag) cannot have data",

@@ -2,7 +2,6 @@
 //! the explainer (crate::explain) names the first reason.
 
 use super::kafka::KafkaExporter;
-use super::prom::PromApi;
 use super::{BuildError, parse_args};
 use crate::engine::{CheckCtx, Outcome, Probe, fill_template};
 use crate::explain::{self, ExplainError, ExplainOptions, QueryResult, Verdict};
@@ -69,10 +68,7 @@ impl Probe for PanelQuery {
                 "no Kafka exporter runs (see kafka.exporter); the guide's fallback panel is panel.jvm-heap",
             );
         }
-        let api = match PromApi::from_ctx(cx).await {
-            Ok(a) => a,
-            Err(o) => return o,
-        };
+        let api = super::prom::api(cx).await;
         let expr = fill_template(
             &self.expr,
             &serde_json::Value::Object(cx.settings.template_vars()),
@@ -84,7 +80,7 @@ impl Probe for PanelQuery {
         let ex = match explain::explain(&api, &expr, opts).await {
             Ok(e) => e,
             Err(ExplainError::Prom(e)) => {
-                return super::prom::call_failed(cx, &api, "the panel query", &e);
+                return super::prom::call_failed(cx, &e);
             }
             Err(e) => return Outcome::error(e.to_string()),
         };

@@ -1,394 +1,47 @@
-//! The Prometheus end of the chain. [`PromApi`] reaches Prometheus directly
-//! (`--prometheus-url`) or, by default, through Grafana's data source proxy
-//! (`/api/datasources/proxy/uid/<uid>/api/v1/...`) with the login session, because the user
-//! has only Grafana's port forwarded. Checks: `prometheus.api` and `prometheus.targets`.
+//! The Prometheus end of the chain: `prometheus.api` and `prometheus.targets`. The client
+//! ([`PromApi`]) lives in [`crate::clients::prom`]; [`api`] builds it for a check, through
+//! Grafana's data source proxy (the default) or `--prometheus-url`.
 
-use super::grafana::{Datasource, GrafanaSession, send};
-use super::http::describe_reqwest_error;
 use super::{BuildError, cut, kube as kubeprobe};
 use crate::engine::{CheckCtx, Outcome, Probe};
-use serde::Deserialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-/// Labels of a series or target.
-pub type Labels = BTreeMap<String, String>;
+pub use crate::clients::grafana::GrafanaSession;
+pub use crate::clients::prom::{
+    Labels, PromApi, PromError, Sample, Series, Target, Targets, now, prom_duration,
+    scrape_interval,
+};
+use crate::clients::{CallError, ErrorKind};
 
-/// How a Prometheus call failed.
-#[derive(Debug, Clone)]
-pub enum PromError {
-    /// No answer: connection refused, timeout, or Grafana's proxy said 502/504.
-    Unreachable(String),
-    /// An HTTP status that is not Prometheus's envelope.
-    Http {
-        /// The status.
-        status: u16,
-        /// The start of the body.
-        body: String,
-    },
-    /// Prometheus's own `status: error` envelope.
-    Api {
-        /// `bad_data`, `execution`, ...
-        error_type: String,
-        /// Its message.
-        error: String,
-    },
-}
-
-impl std::fmt::Display for PromError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PromError::Unreachable(s) => write!(f, "{s}"),
-            PromError::Http { status, body } => write!(f, "HTTP {status}: {body}"),
-            PromError::Api { error_type, error } => write!(f, "{error_type}: {error}"),
-        }
-    }
-}
-
-/// One sample of an instant vector.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    /// The series labels.
-    pub metric: Labels,
-    /// Unix time in seconds.
-    pub time: f64,
-    /// The value.
-    pub value: f64,
-}
-
-/// One series of a range query.
-#[derive(Debug, Clone)]
-pub struct Series {
-    /// The series labels.
-    pub metric: Labels,
-    /// `(unix seconds, value)` points.
-    pub points: Vec<(f64, f64)>,
-}
-
-/// A target of `/api/v1/targets`.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct Target {
-    /// Labels before relabelling.
-    #[serde(default)]
-    pub discovered_labels: Labels,
-    /// Labels after relabelling.
-    #[serde(default)]
-    pub labels: Labels,
-    /// The job.
-    #[serde(default)]
-    pub scrape_pool: String,
-    /// The URL scraped.
-    #[serde(default)]
-    pub scrape_url: String,
-    /// The last scrape error.
-    #[serde(default)]
-    pub last_error: String,
-    /// `up`, `down` or `unknown`.
-    #[serde(default)]
-    pub health: String,
-    /// e.g. `1m`.
-    #[serde(default)]
-    pub scrape_interval: String,
-}
-
-/// Active and dropped targets.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct Targets {
-    /// Targets being scraped.
-    #[serde(default)]
-    pub active_targets: Vec<Target>,
-    /// Targets relabelling dropped.
-    #[serde(default)]
-    pub dropped_targets: Vec<Target>,
-}
-
-/// A Prometheus HTTP API client, direct or through Grafana's data source proxy.
-#[derive(Clone)]
-pub struct PromApi {
-    http: reqwest::Client,
-    base: String,
-    session: Option<Arc<GrafanaSession>>,
-    timeout: Duration,
-    /// `grafana-proxy (uid ...)` or the direct URL, for messages.
-    pub via: String,
-}
-
-impl PromApi {
-    /// From the run: `--prometheus-url`, else Grafana's proxy with the session and data source
-    /// that `grafana.login` and `grafana.datasource` recorded.
-    ///
-    /// Through Grafana it waits for the session and the data source (the checks that use it
-    /// are eager: the runner stops them if those facts never come).
-    pub async fn from_ctx(cx: &CheckCtx) -> Result<PromApi, Outcome> {
-        if let Some(u) = &cx.settings.prometheus_url {
-            return Ok(PromApi {
-                http: cx.clients.http.clone(),
-                base: u.trim_end_matches('/').to_string(),
-                session: None,
-                timeout: cx.timeout,
-                via: u.clone(),
-            });
-        }
-        let s = cx.facts.wait::<GrafanaSession>().await;
-        let d = cx.facts.wait::<Datasource>().await;
-        Ok(PromApi::via_grafana(
+/// The Prometheus client of a check: `--prometheus-url`, else Grafana's proxy with the
+/// session and data source that `grafana.login` and `grafana.datasource` recorded.
+///
+/// Through Grafana it waits for the session and the data source (the checks that use it are
+/// eager: the runner stops them if those facts never come).
+pub async fn api(cx: &CheckCtx) -> PromApi {
+    if let Some(u) = &cx.settings.prometheus_url {
+        return PromApi::direct(
             cx.clients.http.clone(),
-            &cx.settings.grafana_url,
-            &d.uid,
-            &d.name,
-            s,
+            u,
             cx.timeout,
-        ))
+            cx.clients.prom_memo(u),
+        )
+        .with_deadline(cx.deadline);
     }
-
-    /// Through Grafana's data source proxy for the data source `uid`.
-    pub fn via_grafana(
-        http: reqwest::Client,
-        grafana_url: &str,
-        uid: &str,
-        name: &str,
-        session: Arc<GrafanaSession>,
-        timeout: Duration,
-    ) -> PromApi {
-        PromApi {
-            http,
-            base: format!("{grafana_url}/api/datasources/proxy/uid/{uid}"),
-            session: Some(session),
-            timeout,
-            via: format!("Grafana's proxy to data source {name:?}"),
-        }
-    }
-
-    /// A direct client (tests, `explain --prometheus-url`).
-    pub fn direct(http: reqwest::Client, url: &str, timeout: Duration) -> PromApi {
-        PromApi {
-            http,
-            base: url.trim_end_matches('/').to_string(),
-            session: None,
-            timeout,
-            via: url.to_string(),
-        }
-    }
-
-    /// GETs `/api/v1/<path>` and returns the envelope's `data`.
-    pub async fn get(&self, path: &str, params: &[(&str, String)]) -> Result<Value, PromError> {
-        let url = format!("{}/api/v1/{path}", self.base);
-        let mut req = self.http.get(&url).query(params).timeout(self.timeout);
-        if let Some(s) = &self.session {
-            req = s.apply(req);
-        }
-        let a = send(req)
-            .await
-            .map_err(|e| PromError::Unreachable(describe_reqwest_error(&e)))?;
-        let json: Option<Value> = serde_json::from_slice(&a.body).ok();
-        if let Some(j) = &json
-            && let Some(status) = j.get("status").and_then(|s| s.as_str())
-        {
-            if status == "success" {
-                return Ok(j.get("data").cloned().unwrap_or(Value::Null));
-            }
-            return Err(PromError::Api {
-                error_type: j
-                    .get("errorType")
-                    .and_then(|s| s.as_str())
-                    .unwrap_or("error")
-                    .into(),
-                error: j.get("error").and_then(|s| s.as_str()).unwrap_or("").into(),
-            });
-        }
-        if self.session.is_some() && (a.status == 502 || a.status == 504) && a.body.is_empty() {
-            return Err(PromError::Unreachable(format!(
-                "Grafana's proxy answered {} with no body: Grafana cannot reach the data source URL",
-                a.status
-            )));
-        }
-        Err(PromError::Http {
-            status: a.status,
-            body: cut(&a.text(), 200),
-        })
-    }
-
-    /// An instant query.
-    pub async fn instant(&self, query: &str, at: Option<f64>) -> Result<Vec<Sample>, PromError> {
-        let mut p = vec![("query", query.to_string())];
-        if let Some(t) = at {
-            p.push(("time", format!("{t:.3}")));
-        }
-        let data = self.get("query", &p).await?;
-        let result = data.get("result").cloned().unwrap_or(Value::Null);
-        match data.get("resultType").and_then(|t| t.as_str()) {
-            Some("vector") => Ok(result
-                .as_array()
-                .map(|a| a.iter().filter_map(sample).collect())
-                .unwrap_or_default()),
-            Some("scalar") => Ok(point(&result)
-                .map(|(time, value)| {
-                    vec![Sample {
-                        metric: Labels::new(),
-                        time,
-                        value,
-                    }]
-                })
-                .unwrap_or_default()),
-            _ => Ok(vec![]),
-        }
-    }
-
-    /// A range query.
-    pub async fn range(
-        &self,
-        query: &str,
-        start: f64,
-        end: f64,
-        step: f64,
-    ) -> Result<Vec<Series>, PromError> {
-        let p = [
-            ("query", query.to_string()),
-            ("start", format!("{start:.3}")),
-            ("end", format!("{end:.3}")),
-            ("step", format!("{:.3}", step.max(0.001))),
-        ];
-        let data = self.get("query_range", &p).await?;
-        Ok(data
-            .get("result")
-            .and_then(|r| r.as_array())
-            .map(|a| {
-                a.iter()
-                    .map(|s| Series {
-                        metric: labels(s.get("metric")),
-                        points: s
-                            .get("values")
-                            .and_then(|v| v.as_array())
-                            .map(|v| v.iter().filter_map(point).collect())
-                            .unwrap_or_default(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
-    /// Active and dropped targets.
-    pub async fn targets(&self) -> Result<Targets, PromError> {
-        let data = self.get("targets", &[("state", "any".to_string())]).await?;
-        serde_json::from_value(data).map_err(|e| PromError::Http {
-            status: 200,
-            body: format!("unexpected /api/v1/targets shape: {e}"),
-        })
-    }
-
-    /// Series matching a selector between two times.
-    pub async fn series(
-        &self,
-        selector: &str,
-        start: f64,
-        end: f64,
-    ) -> Result<Vec<Labels>, PromError> {
-        let p = [
-            ("match[]", selector.to_string()),
-            ("start", format!("{start:.3}")),
-            ("end", format!("{end:.3}")),
-        ];
-        let data = self.get("series", &p).await?;
-        Ok(data
-            .as_array()
-            .map(|a| a.iter().map(|l| labels(Some(l))).collect())
-            .unwrap_or_default())
-    }
-
-    /// Values of a label, optionally on series matching a selector, between two times.
-    pub async fn label_values(
-        &self,
-        label: &str,
-        selector: Option<&str>,
-        start: f64,
-        end: f64,
-    ) -> Result<Vec<String>, PromError> {
-        let mut p = vec![
-            ("start", format!("{start:.3}")),
-            ("end", format!("{end:.3}")),
-        ];
-        if let Some(s) = selector {
-            p.push(("match[]", s.to_string()));
-        }
-        let data = self.get(&format!("label/{label}/values"), &p).await?;
-        Ok(data
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-}
-
-fn labels(v: Option<&Value>) -> Labels {
-    v.and_then(|m| m.as_object())
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn point(v: &Value) -> Option<(f64, f64)> {
-    let a = v.as_array()?;
-    let t = a.first()?.as_f64()?;
-    let x = a.get(1)?.as_str()?.parse::<f64>().ok()?;
-    Some((t, x))
-}
-
-fn sample(v: &Value) -> Option<Sample> {
-    let (time, value) = point(v.get("value")?)?;
-    Some(Sample {
-        metric: labels(v.get("metric")),
-        time,
-        value,
-    })
-}
-
-/// Seconds since the Unix epoch, now.
-pub fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// Parses a Prometheus duration (`1m`, `30s`, `1h30m`, `500ms`).
-pub fn prom_duration(s: &str) -> Option<Duration> {
-    humantime::parse_duration(s).ok()
-}
-
-/// The scrape interval of a target, from `/api/v1/targets` (Prometheus) or, where the API
-/// does not give it (VictoriaMetrics), from the gap between its last two `up` samples.
-pub async fn scrape_interval(api: &PromApi, t: &Target) -> Option<Duration> {
-    if let Some(d) = prom_duration(&t.scrape_interval) {
-        return Some(d);
-    }
-    let (job, instance) = (t.labels.get("job")?, t.labels.get("instance")?);
-    let sel = format!("up{{job={job:?}, instance={instance:?}}}");
-    // Prometheus: timestamp() is the sample's own time. VictoriaMetrics: timestamp() is the
-    // step's time, and tlast_over_time() (unknown to Prometheus) gives the sample's.
-    let vm = format!("max(tlast_over_time({sel}[10m]))");
-    let q = match api.instant(&vm, None).await {
-        Ok(v) if !v.is_empty() => vm,
-        _ => format!("max(timestamp({sel}))"),
-    };
-    let last = api.instant(&q, None).await.ok()?.first()?.value;
-    let prev = api
-        .instant(&q, Some(last - 0.001))
-        .await
-        .ok()?
-        .first()?
-        .value;
-    let gap = last - prev;
-    (gap > 0.0 && gap < 3600.0).then(|| Duration::from_secs_f64((gap * 10.0).round() / 10.0))
+    let s = cx.facts.wait::<GrafanaSession>().await;
+    let d = cx.facts.wait::<super::grafana::Datasource>().await;
+    PromApi::via_grafana(
+        cx.clients.http.clone(),
+        &cx.settings.grafana_url,
+        &d.uid,
+        &d.name,
+        s,
+        cx.timeout,
+        cx.clients.prom_memo(&format!("grafana:{}", d.uid)),
+    )
+    .with_deadline(cx.deadline)
 }
 
 /// What `prometheus.api` learnt: Prometheus's clock and version.
@@ -404,28 +57,39 @@ pub struct PromInfo {
     pub version: Option<String>,
 }
 
-/// The failure outcome of a Prometheus call, with a remedy that fits how it was reached.
-pub fn call_failed(cx: &CheckCtx, api: &PromApi, what: &str, e: &PromError) -> Outcome {
-    let mon = &cx.settings.monitoring_namespace;
-    match e {
-        PromError::Unreachable(s) => {
-            let o = Outcome::fail(format!("Prometheus does not answer {what} via {}: {s}", api.via));
-            if cx.settings.prometheus_url.is_some() {
-                o.remedy(format!("kubectl port-forward svc/prometheus -n {mon} 9090:9090    # or the Service's real name: kubectl get svc -n {mon}"))
-            } else {
-                o.remedy(format!("kubectl -n {mon} get pods    # is Prometheus running?\n# Grafana > Connections > Data sources > Prometheus > Save & test"))
-            }
-        }
-        PromError::Http { status, body } if *status == 401 || *status == 403 => Outcome::error(format!(
-            "{what}: HTTP {status} from {} ({body}): the Grafana session may not query this data source",
-            api.via
-        ))
-        .remedy("# log in as a user with the data source query permission (Admin), or use a service-account token:\nexport GRAFANA_TOKEN='glsa_...'"),
-        PromError::Http { status, body } => Outcome::error(format!(
-            "{what}: {} answered HTTP {status} with something that is not Prometheus's API: {body}",
-            api.via
+/// The outcome of a check whose Prometheus answer failed: `error`, naming the call and why.
+/// A failed answer is never evidence: the check neither fails with a guessed cause nor passes.
+pub fn call_failed(cx: &CheckCtx, e: &CallError) -> Outcome {
+    let o = Outcome::error(e.to_string()).evidence("failed_call", &e.call);
+    match &e.kind {
+        ErrorKind::Forbidden(_) if cx.settings.prometheus_url.is_none() => o.remedy(
+            "# log in as a user with the data source query permission (Admin), or use a service-account token:\nexport GRAFANA_TOKEN='glsa_...'",
+        ),
+        ErrorKind::TimedOut(_) => o.remedy(format!(
+            "# a slow answer, not a diagnosis: run again with a longer deadline\nmsa-doctor --timeout {}s",
+            (cx.timeout.as_secs() * 3).max(10)
         )),
-        PromError::Api { error_type, error } => Outcome::error(format!("{what}: Prometheus said {error_type}: {error}")),
+        _ => o,
+    }
+}
+
+/// `prometheus.api`'s own finding when no answer comes: Prometheus is not reachable the way
+/// the checks reach it. Other failures are [`call_failed`].
+fn unreachable(cx: &CheckCtx, api: &PromApi, e: &CallError) -> Outcome {
+    let mon = &cx.settings.monitoring_namespace;
+    if !e.is_unreachable() {
+        return call_failed(cx, e);
+    }
+    let o = Outcome::fail(format!(
+        "Prometheus does not answer via {}: {}",
+        api.via,
+        e.reason()
+    ))
+    .evidence("failed_call", &e.call);
+    if cx.settings.prometheus_url.is_some() {
+        o.remedy(format!("kubectl port-forward svc/prometheus -n {mon} 9090:9090    # or the Service's real name: kubectl get svc -n {mon}"))
+    } else {
+        o.remedy(format!("kubectl -n {mon} get pods    # is Prometheus running?\n# Grafana > Connections > Data sources > Prometheus > Save & test"))
     }
 }
 
@@ -447,10 +111,8 @@ impl Probe for ApiCheck {
     }
 
     async fn run(&self, cx: &CheckCtx) -> Outcome {
-        let api = match PromApi::from_ctx(cx).await {
-            Ok(a) => a,
-            Err(o) => return o,
-        };
+        // Its own subject: never queued behind the other checks' queries.
+        let api = api(cx).await.in_lane(crate::clients::Lane::Critical);
         let sent = std::time::Instant::now();
         let (t, build) = tokio::join!(
             api.instant("time()", None),
@@ -459,11 +121,12 @@ impl Probe for ApiCheck {
         let rtt = sent.elapsed();
         let samples = match t {
             Ok(s) => s,
-            Err(e) => return call_failed(cx, &api, "a query", &e),
+            Err(e) => return unreachable(cx, &api, &e),
         };
         let Some(server_time) = samples.first().map(|s| s.value) else {
             return Outcome::error(format!("{} answered time() with no value", api.via));
         };
+        // buildinfo is optional (VictoriaMetrics and older servers lack it): only the version.
         let version = build.ok().and_then(|b| {
             b.get("version")
                 .and_then(|v| v.as_str())
@@ -498,35 +161,120 @@ const POD_NAME: &str = "__meta_kubernetes_pod_name";
 const POD_NS: &str = "__meta_kubernetes_namespace";
 const ANN_SCRAPE: &str = "__meta_kubernetes_pod_annotation_prometheus_io_scrape";
 
-/// Whether a target belongs to a service: its pod name starts with `<svc>-`, or a label names it.
-pub fn belongs(t: &Target, svc: &str, ns: &str) -> bool {
-    let prefix = format!("{svc}-");
-    if let Some(tns) = t
-        .discovered_labels
-        .get(POD_NS)
-        .or_else(|| t.labels.get("namespace"))
-        .or_else(|| t.labels.get("kubernetes_namespace"))
-        && tns != ns
-    {
-        return false;
-    }
-    let pod = t
-        .discovered_labels
-        .get(POD_NAME)
-        .or_else(|| t.labels.get("pod"))
-        .or_else(|| t.labels.get("kubernetes_pod_name"));
+/// The service a label set belongs to: a pod name `<service>-...` (the longest service that
+/// prefixes it at a dash), else a label whose value is the service's name.
+fn service_by_labels<'a, 'b>(
+    pod: Option<&'b String>,
+    labels: impl Iterator<Item = Option<&'b String>>,
+    services: &HashSet<&'a str>,
+) -> Option<&'a str> {
     if let Some(p) = pod {
-        return p.starts_with(&prefix);
+        return p
+            .match_indices('-')
+            .map(|(i, _)| &p[..i])
+            .rev()
+            .find_map(|prefix| services.get(prefix).copied());
     }
-    [
-        "app",
-        "application",
-        "service",
-        "job",
-        "app_kubernetes_io_name",
-    ]
-    .iter()
-    .any(|k| t.labels.get(*k).is_some_and(|v| v == svc))
+    labels
+        .flatten()
+        .find_map(|v| services.get(v.as_str()).copied())
+}
+
+/// Targets grouped by service once, so per-service work is linear in the number of targets.
+pub struct TargetIndex<'a> {
+    services: HashSet<&'a str>,
+    ns: &'a str,
+    active: HashMap<&'a str, Vec<&'a Target>>,
+    dropped: HashMap<&'a str, Vec<&'a Target>>,
+}
+
+impl<'a> TargetIndex<'a> {
+    /// Groups the targets of `ns` by the service they belong to.
+    pub fn new(targets: &'a Targets, services: &'a [String], ns: &'a str) -> Self {
+        let mut ix = TargetIndex {
+            services: services.iter().map(String::as_str).collect(),
+            ns,
+            active: HashMap::new(),
+            dropped: HashMap::new(),
+        };
+        let mut active: HashMap<&'a str, Vec<&'a Target>> = HashMap::new();
+        let mut dropped: HashMap<&'a str, Vec<&'a Target>> = HashMap::new();
+        for t in &targets.active_targets {
+            if let Some(s) = ix.service_of(t) {
+                active.entry(s).or_default().push(t);
+            }
+        }
+        for t in &targets.dropped_targets {
+            if let Some(s) = ix.service_of(t) {
+                dropped.entry(s).or_default().push(t);
+            }
+        }
+        ix.active = active;
+        ix.dropped = dropped;
+        ix
+    }
+
+    /// The service a target belongs to: in the namespace, its pod named `<service>-...`, or a
+    /// label naming the service.
+    pub fn service_of(&self, t: &Target) -> Option<&'a str> {
+        if let Some(tns) = t
+            .discovered_labels
+            .get(POD_NS)
+            .or_else(|| t.labels.get("namespace"))
+            .or_else(|| t.labels.get("kubernetes_namespace"))
+            && tns != self.ns
+        {
+            return None;
+        }
+        let pod = t
+            .discovered_labels
+            .get(POD_NAME)
+            .or_else(|| t.labels.get("pod"))
+            .or_else(|| t.labels.get("kubernetes_pod_name"));
+        let labels = [
+            "app",
+            "application",
+            "service",
+            "job",
+            "app_kubernetes_io_name",
+        ]
+        .into_iter()
+        .map(|k| t.labels.get(k));
+        service_by_labels(pod, labels, &self.services)
+    }
+
+    /// A service's active and dropped targets.
+    pub fn of(&self, svc: &str) -> (Vec<&'a Target>, Vec<&'a Target>) {
+        (
+            self.active.get(svc).cloned().unwrap_or_default(),
+            self.dropped.get(svc).cloned().unwrap_or_default(),
+        )
+    }
+}
+
+/// Samples grouped by the service they belong to (a label names it, or its pod is
+/// `<service>-...`), once.
+pub fn samples_by_service<'a>(
+    samples: &'a [Sample],
+    services: &'a [String],
+) -> HashMap<&'a str, Vec<&'a Sample>> {
+    let set: HashSet<&str> = services.iter().map(String::as_str).collect();
+    let mut out: HashMap<&str, Vec<&Sample>> = HashMap::new();
+    for s in samples {
+        let by_label = ["application", "exported_application", "app", "service"]
+            .into_iter()
+            .find_map(|k| s.metric.get(k).and_then(|v| set.get(v.as_str()).copied()));
+        let set = &set;
+        let by_pod = move || {
+            ["pod", "kubernetes_pod_name"]
+                .into_iter()
+                .find_map(|k| service_by_labels(s.metric.get(k), std::iter::empty(), set))
+        };
+        if let Some(svc) = by_label.or_else(by_pod) {
+            out.entry(svc).or_default().push(s);
+        }
+    }
+    out
 }
 
 /// A scrape error in words, with what to do.
@@ -661,23 +409,20 @@ impl Probe for TargetsCheck {
     }
 
     async fn run(&self, cx: &CheckCtx) -> Outcome {
-        let api = match PromApi::from_ctx(cx).await {
-            Ok(a) => a,
-            Err(o) => return o,
-        };
+        let api = api(cx).await;
         let ns = cx.settings.namespace.clone();
+        // The services' Deployments and pods, to say why a service has no target. Optional:
+        // without them the message says less, never something else.
         let kube_pods = async {
             let client = cx.kube().await.ok()?;
-            let deploys: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
-                kube::Api::namespaced(client.clone(), &ns);
-            let pods_api: kube::Api<k8s_openapi::api::core::v1::Pod> =
-                kube::Api::namespaced(client.clone(), &ns);
-            // Both lists at once; pods are matched to their Deployment's selector here.
-            let lp = kube::api::ListParams::default();
-            let (list, pods) = tokio::join!(deploys.list(&lp), pods_api.list(&lp));
+            let memo = &cx.clients.kube_memo;
+            let (list, pods) = tokio::join!(
+                memo.deployments(&client, &ns, cx.timeout),
+                memo.pods(&client, &ns, cx.timeout)
+            );
             let (list, pods) = (list.ok()?, pods.ok()?);
             let mut out: BTreeMap<String, (i32, Vec<String>)> = BTreeMap::new();
-            for d in &list.items {
+            for d in list.iter() {
                 let Some(name) = d.metadata.name.clone() else {
                     continue;
                 };
@@ -686,7 +431,6 @@ impl Probe for TargetsCheck {
                 }
                 let selector = d.spec.selector.match_labels.clone().unwrap_or_default();
                 let names: Vec<String> = pods
-                    .items
                     .iter()
                     .filter(|p| {
                         !selector.is_empty()
@@ -707,9 +451,10 @@ impl Probe for TargetsCheck {
         let (targets, pods) = tokio::join!(api.targets(), tokio::time::timeout(budget, kube_pods));
         let targets = match targets {
             Ok(t) => t,
-            Err(e) => return call_failed(cx, &api, "/api/v1/targets", &e),
+            Err(e) => return call_failed(cx, &e),
         };
         let pods = pods.ok().flatten();
+        let index = TargetIndex::new(&targets, &cx.settings.services, &ns);
         let any_pod_sd = targets
             .active_targets
             .iter()
@@ -720,16 +465,7 @@ impl Probe for TargetsCheck {
         let mut ok = Vec::new();
         let mut per_service = serde_json::Map::new();
         for svc in &cx.settings.services {
-            let active: Vec<&Target> = targets
-                .active_targets
-                .iter()
-                .filter(|t| belongs(t, svc, &ns))
-                .collect();
-            let dropped: Vec<&Target> = targets
-                .dropped_targets
-                .iter()
-                .filter(|t| belongs(t, svc, &ns))
-                .collect();
+            let (active, dropped) = index.of(svc);
             if let Some(up) = active.iter().find(|t| t.health == "up") {
                 ok.push(svc.clone());
                 per_service.insert(svc.clone(), serde_json::json!({"health": "up", "scrape_url": up.scrape_url, "scrape_interval": up.scrape_interval}));
@@ -822,7 +558,7 @@ impl Probe for TargetsCheck {
         // Other annotated pods of the namespace that are down (an exporter, a gateway).
         let mut others_down = Vec::new();
         for t in &targets.active_targets {
-            if t.health != "down" || cx.settings.services.iter().any(|s| belongs(t, s, &ns)) {
+            if t.health != "down" || index.service_of(t).is_some() {
                 continue;
             }
             if t.discovered_labels.get(POD_NS).is_some_and(|n| n == &ns) {

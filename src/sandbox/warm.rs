@@ -4,7 +4,7 @@
 
 use super::faults::Fault;
 use super::stack::Stack;
-use crate::probes::prom::PromApi;
+use crate::clients::{PromApi, Transport};
 use std::time::{Duration, Instant};
 
 /// The queries that must return something before the stack counts as warm, given its faults.
@@ -32,14 +32,12 @@ fn conditions(stack: &Stack) -> Vec<&'static str> {
 /// long it waited and whether it got warm.
 pub async fn wait_for_data(stack: &Stack, deadline: Duration) -> (Duration, bool) {
     let start = Instant::now();
-    let http = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-    {
-        Ok(c) => c,
-        Err(_) => return (Duration::ZERO, false),
-    };
-    let api = PromApi::direct(http, &stack.prometheus_url, Duration::from_secs(2));
+    let api = PromApi::direct(
+        Transport::new(Duration::from_secs(2)),
+        &stack.prometheus_url,
+        Duration::from_secs(2),
+        Default::default(),
+    );
     let conds = conditions(stack);
     loop {
         let mut all = true;
