@@ -63,8 +63,8 @@ pub fn prepare(args: &CheckArgs) -> Result<(Settings, Plan), ConfigError> {
 async fn check(args: CheckArgs) -> Result<i32, ConfigError> {
     let (settings, plan) = prepare(&args)?;
     let report = run_plan(settings.clone(), plan).await;
-    print_report(&report, &settings);
-    Ok(report.summary().exit_code(settings.strict))
+    let code = report.summary().exit_code(settings.strict);
+    Ok(print_report(&report, &settings, code))
 }
 
 /// A fresh run context: clients built once, no facts yet.
@@ -183,16 +183,52 @@ fn unicode_ok() -> bool {
         .unwrap_or(true)
 }
 
-/// Prints a report to stdout in the chosen format.
-pub fn print_report(report: &Report, settings: &Settings) {
+/// Prints a report to stdout in the chosen format, through [`emit`]: returns `code`, or
+/// [`exit_code::ERROR`] when the report could not be written.
+pub fn print_report(report: &Report, settings: &Settings, code: i32) -> i32 {
     let opts = RenderOptions {
         color: use_color(settings.color),
         unicode: unicode_ok(),
     };
     let text = report::render(report, settings.output, opts);
+    emit(&text, code)
+}
+
+/// What became of a write to standard output.
+#[derive(Debug)]
+pub enum Emitted {
+    /// Everything was written and flushed.
+    Written,
+    /// The reader went away (`msa-doctor ... | head -1`): nothing more to say to anyone.
+    Closed,
+    /// The write failed otherwise (a full disk, `> /dev/full`, an I/O error).
+    Failed(std::io::Error),
+}
+
+/// Writes `text` to standard output and flushes it. Not `print!`, which panics on a closed
+/// pipe; and no error is swallowed: every report, list and explanation goes through here.
+pub fn write_stdout(text: &str) -> Emitted {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Emitted::Written,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Emitted::Closed,
+        Err(e) => Emitted::Failed(e),
+    }
+}
+
+/// The one writer of a command's output: writes `text` to standard output and returns the
+/// exit code. `code` stays when the text was written, and when the reader closed the pipe
+/// (quietly: `msa-doctor list | head -1` is no error); a write that failed otherwise (say
+/// `--output junit > /dev/full`) is named on stderr and the run exits with
+/// [`exit_code::ERROR`], never 0 with no report.
+pub fn emit(text: &str, code: i32) -> i32 {
+    match write_stdout(text) {
+        Emitted::Written | Emitted::Closed => code,
+        Emitted::Failed(e) => {
+            eprintln!("msa-doctor: cannot write to standard output: {e}");
+            exit_code::ERROR
+        }
+    }
 }
 
 fn list(args: ListArgs) -> Result<i32, ConfigError> {
@@ -263,9 +299,5 @@ fn list(args: ListArgs) -> Result<i32, ConfigError> {
             s
         }
     };
-    // Not `print!`: it panics when stdout is a closed pipe (`msa-doctor list | head -1`).
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
-    Ok(exit_code::OK)
+    Ok(emit(&text, exit_code::OK))
 }

@@ -712,6 +712,15 @@ pub async fn scan(
         (Some(f), Some(t)) if f > t => f - t,
         _ => 6.0 * 3600.0,
     };
+    // A range Grafana would not draw either (`now-500000000000y`) is this dashboard's problem,
+    // not a reason to overflow the clock.
+    if range_s > crate::settings::MAX_DURATION.as_secs_f64() {
+        report.problem = Some(format!(
+            "its time range {from} to {to} is longer than 10 years: set a shorter one (Dashboard settings > Time options)"
+        ));
+        report.time = (from, to);
+        return report;
+    }
     report.time = (from, to);
     report.window = dur(range_s);
     let default_ds = datasources

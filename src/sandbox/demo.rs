@@ -10,7 +10,7 @@ use crate::exit_code;
 use crate::sandbox::faults::{Fault, FaultSet};
 use crate::sandbox::stack::{Stack, StackOptions};
 use crate::settings::Settings;
-use std::io::Write;
+use crate::app::Emitted;
 use std::time::Duration;
 
 /// The exit code after Ctrl-C or SIGTERM interrupted a run (128 + SIGINT, as shells report).
@@ -104,8 +104,7 @@ fn sh(s: &str) -> String {
 /// Starts the practice stack and runs the checklist against it; returns the exit code.
 pub async fn run(args: DemoArgs) -> Result<i32, ConfigError> {
     if args.list_faults {
-        print!("{}", list_faults());
-        return Ok(exit_code::OK);
+        return Ok(crate::app::emit(&list_faults(), exit_code::OK));
     }
     let faults = parse_faults(&args.faults)?;
     if args.report.config.is_some() {
@@ -173,7 +172,11 @@ pub async fn run(args: DemoArgs) -> Result<i32, ConfigError> {
     }
 
     if args.keep_running {
-        print_shell_lines(&stack);
+        if let Emitted::Failed(e) = print_shell_lines(&stack) {
+            stack.shutdown().await;
+            eprintln!("msa-doctor: cannot write to standard output: {e}; the practice stack is stopped");
+            return Ok(exit_code::ERROR);
+        }
         eprintln!("serving the practice stack until Ctrl-C");
         let sig = interrupted().await;
         stack.shutdown().await;
@@ -190,34 +193,30 @@ pub async fn run(args: DemoArgs) -> Result<i32, ConfigError> {
             return Ok(INTERRUPTED);
         }
     };
-    crate::app::print_report(&report, &settings);
+    let code = crate::app::print_report(
+        &report,
+        &settings,
+        report.summary().exit_code(settings.strict),
+    );
     stack.shutdown().await;
-    Ok(report.summary().exit_code(settings.strict))
+    Ok(code)
 }
 
 /// Shell lines a learner can `eval` to point msa-doctor (and kubectl) at the stack; hints on
-/// stderr. No secret is printed: a changed password is only named by its file.
-fn print_shell_lines(stack: &Stack) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "export MSA_DOCTOR_GRAFANA_URL={}",
-        sh(&stack.grafana_url)
-    );
-    let _ = writeln!(
-        out,
-        "export KUBECONFIG={}",
-        sh(&stack.kubeconfig_path.to_string_lossy())
-    );
-    let _ = writeln!(out, "export GRAFANA_USER={}", sh(&stack.doctor_user));
-    // Commented out: a real user reaches Prometheus only through Grafana's data source proxy,
-    // and querying it directly would hide the data source faults.
-    let _ = writeln!(
-        out,
-        "# export MSA_DOCTOR_PROMETHEUS_URL={}  # to query the database directly",
+/// stderr. No secret is printed: a changed password is only named by its file. A closed
+/// stdout is no reason to stop serving; a failed write is (the caller's to say).
+fn print_shell_lines(stack: &Stack) -> Emitted {
+    let lines = format!(
+        "export MSA_DOCTOR_GRAFANA_URL={}\nexport KUBECONFIG={}\nexport GRAFANA_USER={}\n\
+         # export MSA_DOCTOR_PROMETHEUS_URL={}  # to query the database directly\n",
+        sh(&stack.grafana_url),
+        sh(&stack.kubeconfig_path.to_string_lossy()),
+        sh(&stack.doctor_user),
+        // Commented out: a real user reaches Prometheus only through Grafana's data source
+        // proxy, and querying it directly would hide the data source faults.
         sh(&stack.prometheus_url)
     );
-    let _ = out.flush();
+    let written = crate::app::write_stdout(&lines);
     if stack.doctor_password_defaulted {
         eprintln!("Grafana credentials: msa-doctor uses the default admin/admin");
     } else {
@@ -233,6 +232,7 @@ fn print_shell_lines(stack: &Stack) {
             stack.grafana_password_file.display()
         );
     }
+    written
 }
 
 #[cfg(test)]
