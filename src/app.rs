@@ -10,15 +10,58 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+/// The exit code after SIGINT (Ctrl-C), SIGTERM or SIGHUP interrupted a run (128 + SIGINT, as
+/// shells report Ctrl-C).
+pub const INTERRUPTED: i32 = 130;
+
+/// Resolves when the process receives SIGINT (Ctrl-C), SIGTERM or SIGHUP (its terminal closed),
+/// with the signal's name. A handler that cannot be installed never resolves (the default
+/// action then still applies).
+pub async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    async fn wait(kind: SignalKind) {
+        match signal(kind) {
+            Ok(mut s) => {
+                if s.recv().await.is_none() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    }
+    tokio::select! {
+        _ = wait(SignalKind::interrupt()) => "SIGINT",
+        _ = wait(SignalKind::terminate()) => "SIGTERM",
+        _ = wait(SignalKind::hangup()) => "SIGHUP",
+    }
+}
+
 /// Runs the parsed command line; returns the process exit code.
 pub async fn main(cli: Cli) -> i32 {
-    let result = match cli.command {
-        None => check(cli.check).await,
-        Some(Command::Check(args)) => check(args).await,
-        Some(Command::List(args)) => list(args),
-        Some(Command::Demo(args)) => demo(args).await,
-        Some(Command::Explain(args)) => crate::commands::explain(args).await,
-        Some(Command::Lint(args)) => crate::commands::lint(args),
+    let is_demo = matches!(cli.command, Some(Command::Demo(_)));
+    let command = async {
+        match cli.command {
+            None => check(cli.check).await,
+            Some(Command::Check(args)) => check(args).await,
+            Some(Command::List(args)) => list(args),
+            // The practice stack handles the signals itself: it stops its processes first.
+            Some(Command::Demo(args)) => demo(args).await,
+            Some(Command::Explain(args)) => crate::commands::explain(args).await,
+            Some(Command::Lint(args)) => crate::commands::lint(args),
+        }
+    };
+    let result = if is_demo {
+        command.await
+    } else {
+        // A signal drops the run: every check's task and what it started (an exec plugin's
+        // process group) is stopped before the process exits.
+        tokio::select! {
+            r = command => r,
+            sig = interrupted() => {
+                let _ = writeln!(std::io::stderr(), "msa-doctor: {sig}: stopped");
+                return INTERRUPTED;
+            }
+        }
     };
     match result {
         Ok(code) => code,
