@@ -372,7 +372,11 @@ fn render_dashboards(
             out.push_str(&format!("  variables: {}\n", vars.join(", ")));
         }
         if let Some(p) = &r.problem {
-            out.push_str(&format!("  {} {p}\n", "✖".style(styles.fail)));
+            // The dashboard could not be scanned: an error, as for a panel query that failed.
+            out.push_str(&format!(
+                "  {} {p}\n",
+                "⁉".style(styles.status(Status::Error))
+            ));
         }
         for p in &r.panels {
             total += 1;

@@ -351,7 +351,9 @@ fn check_file_kind(p: &Path) -> Result<(), ConfigError> {
         Ok(m) if m.is_dir() => Err(err(
             "a folder named like a check file: check files are `*.toml` files".into(),
         )),
-        Ok(_) => Err(err("not a regular file: check files are `*.toml` files".into())),
+        Ok(_) => Err(err(
+            "not a regular file: check files are `*.toml` files".into()
+        )),
         Err(e) => match std::fs::read_link(p) {
             Ok(target) => Err(err(format!(
                 "a symbolic link to {}, which cannot be read: {e}",

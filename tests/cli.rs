@@ -787,7 +787,14 @@ fn a_closed_pipe_is_quiet() {
     let mut runs: Vec<(std::process::Command, i32)> = Vec::new();
     for format in ["human", "json"] {
         let mut c = bin();
-        c.args(["explain", "up", "--prometheus-url", &prom, "--output", format]);
+        c.args([
+            "explain",
+            "up",
+            "--prometheus-url",
+            &prom,
+            "--output",
+            format,
+        ]);
         runs.push((c, 0));
     }
     let mut c = bin();
@@ -826,7 +833,11 @@ fn absurd_durations_exit_2_naming_the_flag() {
         assert_eq!(o.code, 2, "{args:?}: {}", o.stderr);
         assert!(o.stdout.is_empty(), "{args:?}: {}", o.stdout);
         assert!(o.stderr.contains(flag), "{args:?}: {}", o.stderr);
-        assert!(!o.stderr.contains("internal error"), "{args:?}: {}", o.stderr);
+        assert!(
+            !o.stderr.contains("internal error"),
+            "{args:?}: {}",
+            o.stderr
+        );
     }
     let mut c = sb.cmd();
     c.args(["explain", "up", "--lookback", "500000000000y"]);
@@ -867,7 +878,12 @@ fn a_url_with_user_info_is_refused_without_echoing_the_password() {
         assert_eq!(o.code, 2, "{what}: {}", o.stderr);
         assert!(!o.stderr.contains(secret), "{}", o.stderr);
         assert!(!o.stdout.contains(secret), "{}", o.stdout);
-        assert!(o.stderr.contains(&format!("the {what} URL holds a user name or password")), "{}", o.stderr);
+        assert!(
+            o.stderr
+                .contains(&format!("the {what} URL holds a user name or password")),
+            "{}",
+            o.stderr
+        );
         if what == "Grafana" {
             assert!(
                 o.stderr.contains("GRAFANA_PASSWORD")
@@ -891,7 +907,9 @@ fn a_url_with_user_info_is_refused_without_echoing_the_password() {
 
 /// A Grafana that answers its health check and refuses every login; counts the logins that
 /// carry `password`.
-fn refusing_grafana(password: &'static str) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+fn refusing_grafana(
+    password: &'static str,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -954,14 +972,25 @@ fn wait_never_repeats_a_refused_login() {
     let (port, logins) = refusing_grafana(password);
     let sb = Sandbox::new();
     let mut c = sb.cmd();
-    c.args(["check", "--no-kube", "--only", "grafana.login", "--output", "json"])
-        .args(["--grafana-url", &format!("http://127.0.0.1:{port}")])
-        .args(["--wait", "5s", "--timeout", "2s"])
-        .env("GRAFANA_PASSWORD", password);
+    c.args([
+        "check",
+        "--no-kube",
+        "--only",
+        "grafana.login",
+        "--output",
+        "json",
+    ])
+    .args(["--grafana-url", &format!("http://127.0.0.1:{port}")])
+    .args(["--wait", "5s", "--timeout", "2s"])
+    .env("GRAFANA_PASSWORD", password);
     let start = std::time::Instant::now();
     let o = run(c);
     assert_eq!(o.code, 1, "{}\n{}", o.stdout, o.stderr);
-    assert_eq!(logins.load(Ordering::SeqCst), 1, "the refused password was sent again");
+    assert_eq!(
+        logins.load(Ordering::SeqCst),
+        1,
+        "the refused password was sent again"
+    );
     let r = json(&o);
     let login = check_of(&r, "grafana.login");
     assert_eq!(login["status"], "fail", "{login}");
@@ -972,5 +1001,9 @@ fn wait_never_repeats_a_refused_login() {
         "{message}"
     );
     // Nothing else to wait for: the run does not sit out --wait.
-    assert!(start.elapsed() < std::time::Duration::from_secs(4), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
 }

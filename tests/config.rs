@@ -894,10 +894,14 @@ fn an_absurd_duration_in_the_config_file_names_its_key() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("msa-doctor.toml");
-        std::fs::write(&path, format!("namespace = \"shop\"\n{key} = \"{value}\"\n")).unwrap();
+        std::fs::write(
+            &path,
+            format!("namespace = \"shop\"\n{key} = \"{value}\"\n"),
+        )
+        .unwrap();
         let file = FileConfig::load(Some(&path)).unwrap();
-        let e = settings::resolve(&CheckArgs::default(), &Env::default(), file.as_ref())
-            .unwrap_err();
+        let e =
+            settings::resolve(&CheckArgs::default(), &Env::default(), file.as_ref()).unwrap_err();
         assert_at(&e, &path.display().to_string(), 2, key);
         assert!(e.to_string().contains(value), "{e}");
     }

@@ -377,7 +377,11 @@ fn v2_panels(doc: &Value) -> Vec<Value> {
 fn a_schema_v2_dashboard_is_read_from_its_elements_in_layout_order() {
     let v2 = model(V2);
     // As the Kubernetes API gives it, and wrapped as /api/dashboards/uid/UID gives it.
-    for doc in [v2.clone(), json!({"dashboard": v2.clone(), "meta": {}}), json!({"dashboard": v2["spec"].clone()})] {
+    for doc in [
+        v2.clone(),
+        json!({"dashboard": v2.clone(), "meta": {}}),
+        json!({"dashboard": v2["spec"].clone()}),
+    ] {
         let panels = v2_panels(&doc);
         // The layout's order (rows, then grid items, then the auto grid); an element the
         // layout does not place is not shown by Grafana either.
@@ -394,9 +398,15 @@ fn a_schema_v2_dashboard_is_read_from_its_elements_in_layout_order() {
             orders["targets"][0]["datasource"],
             json!({"type": "prometheus", "uid": "${datasource}"})
         );
-        assert_eq!(orders["targets"][1]["hide"], true, "a hidden query stays hidden");
+        assert_eq!(
+            orders["targets"][1]["hide"], true,
+            "a hidden query stays hidden"
+        );
         // No data source named: the type only, so the default Prometheus is used.
-        assert_eq!(panels[0]["targets"][0]["datasource"], json!({"type": "prometheus"}));
+        assert_eq!(
+            panels[0]["targets"][0]["datasource"],
+            json!({"type": "prometheus"})
+        );
         assert_eq!(
             panels[2]["targets"][0]["datasource"],
             json!({"type": "loki", "uid": "P8E80F9AEF21F6940"})
@@ -443,12 +453,27 @@ fn a_dashboard_shape_it_cannot_read_is_an_error_naming_what_is_missing() {
     let mut elements_list = model(V2);
     elements_list["spec"]["elements"] = json!([]);
     let cases = [
-        (no_queries, "panel element \"panel-1\" has no `data.spec.queries` list"),
-        (unknown_kind, "element \"panel-2\" is of kind \"FancyPanel\""),
-        (dangling, "places element \"panel-10\", which `elements` does not hold"),
+        (
+            no_queries,
+            "panel element \"panel-1\" has no `data.spec.queries` list",
+        ),
+        (
+            unknown_kind,
+            "element \"panel-2\" is of kind \"FancyPanel\"",
+        ),
+        (
+            dangling,
+            "places element \"panel-10\", which `elements` does not hold",
+        ),
         (elements_list, "`elements` is not a map"),
-        (json!({"dashboard": {"title": "t", "panels": {"a": 1}}}), "`panels` is not a list"),
-        (json!({"dashboard": {"title": "t", "widgets": []}}), "no `panels`, `rows` or `elements`"),
+        (
+            json!({"dashboard": {"title": "t", "panels": {"a": 1}}}),
+            "`panels` is not a list",
+        ),
+        (
+            json!({"dashboard": {"title": "t", "widgets": []}}),
+            "no `panels`, `rows` or `elements`",
+        ),
         (json!({"dashboard": "text"}), "no dashboard object"),
         (json!({"meta": {}}), "no `panels`, `rows` or `elements`"),
     ];
@@ -538,12 +563,24 @@ async fn explain_scans_a_schema_v2_dashboard_through_grafana() {
         tokio::task::spawn_blocking(move || {
             let home = tempfile::tempdir().unwrap();
             let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_msa-doctor"));
-            for var in ["KUBECONFIG", "GRAFANA_PASSWORD", "GRAFANA_TOKEN", "MSA_DOCTOR_PROMETHEUS_URL"] {
+            for var in [
+                "KUBECONFIG",
+                "GRAFANA_PASSWORD",
+                "GRAFANA_TOKEN",
+                "MSA_DOCTOR_PROMETHEUS_URL",
+            ] {
                 c.env_remove(var);
             }
             c.env("HOME", home.path())
                 .current_dir(home.path())
-                .args(["explain", "--no-kube", "--dashboard", uid, "--output", "json"])
+                .args([
+                    "explain",
+                    "--no-kube",
+                    "--dashboard",
+                    uid,
+                    "--output",
+                    "json",
+                ])
                 .args(["--grafana-url", &url])
                 .output()
                 .unwrap()
@@ -585,7 +622,10 @@ async fn explain_scans_a_schema_v2_dashboard_through_grafana() {
         .find(|p| p["panel"] == "Orders per minute")
         .unwrap();
     assert!(
-        orders["expanded"].as_str().unwrap().contains("application=\"order-service\", method=\"POST\""),
+        orders["expanded"]
+            .as_str()
+            .unwrap()
+            .contains("application=\"order-service\", method=\"POST\""),
         "variables expand: {orders}"
     );
 

@@ -262,6 +262,8 @@ impl Runner {
     /// One pass over `to_run`: results of checks outside it stay as they are. A check starts
     /// when everything it needs has a result and fewer than `jobs` checks are running, so a
     /// `Started` event means the check really started.
+    // Private, called once: the run's state is passed piece by piece rather than bundled.
+    #[allow(clippy::too_many_arguments)]
     async fn round(
         &self,
         cx: &CheckCtx,

@@ -323,7 +323,8 @@ async fn refused_with_cluster(cx: &CheckCtx, health_url: &str, port: u16) -> Out
 }
 
 /// Why a refused password is sent once per run, never again under `--wait`.
-const LOCKOUT: &str = "a refused password is sent once, as Grafana locks an account after 5 failed logins";
+const LOCKOUT: &str =
+    "a refused password is sent once, as Grafana locks an account after 5 failed logins";
 
 /// `kind = "grafana.login"`: the credentials (or token) are accepted.
 #[derive(Debug)]

@@ -4,13 +4,13 @@
 //! panic), every child process is stopped and every temporary file removed: the stack lives in
 //! values whose drop does that.
 
+use crate::app::Emitted;
 use crate::cli::DemoArgs;
 use crate::config::ConfigError;
 use crate::exit_code;
 use crate::sandbox::faults::{Fault, FaultSet};
 use crate::sandbox::stack::{Stack, StackOptions};
 use crate::settings::Settings;
-use crate::app::Emitted;
 use std::time::Duration;
 
 /// The exit code after Ctrl-C, SIGTERM or SIGHUP interrupted a run (128 + SIGINT, as shells

@@ -89,13 +89,11 @@ pub fn remove_stale_dirs_in(tmp: &Path) -> Vec<PathBuf> {
             continue;
         }
         let path = e.path();
-        match owner_of(&path) {
-            Some(pid) if !process_alive(pid) => {
-                if std::fs::remove_dir_all(&path).is_ok() {
-                    removed.push(path);
-                }
-            }
-            _ => {}
+        if let Some(pid) = owner_of(&path)
+            && !process_alive(pid)
+            && std::fs::remove_dir_all(&path).is_ok()
+        {
+            removed.push(path);
         }
     }
     removed
@@ -121,7 +119,14 @@ pub fn die_with_parent(cmd: &mut tokio::process::Command) {
     // child was re-parented already (`getppid` differs) and must not start at all.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             if libc::getppid() != parent {
@@ -190,18 +195,30 @@ mod tests {
 
     #[test]
     fn the_watchdog_kills_the_child_when_its_owner_dies() {
-        let mut owner = std::process::Command::new("sleep").arg("60").spawn().unwrap();
-        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let mut owner = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
         let mut dog = watchdog(owner.id(), child.id()).unwrap();
         std::thread::sleep(Duration::from_millis(300));
-        assert!(child.try_wait().unwrap().is_none(), "alive while its owner is");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "alive while its owner is"
+        );
         owner.kill().unwrap();
         owner.wait().unwrap();
         assert!(
             wait_gone(&mut child, Duration::from_secs(5)),
             "the child outlived its owner"
         );
-        assert!(wait_gone(&mut dog, Duration::from_secs(2)), "the watchdog ends");
+        assert!(
+            wait_gone(&mut dog, Duration::from_secs(2)),
+            "the watchdog ends"
+        );
     }
 
     #[test]
