@@ -10,15 +10,58 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+/// The exit code after SIGINT (Ctrl-C), SIGTERM or SIGHUP interrupted a run (128 + SIGINT, as
+/// shells report Ctrl-C).
+pub const INTERRUPTED: i32 = 130;
+
+/// Resolves when the process receives SIGINT (Ctrl-C), SIGTERM or SIGHUP (its terminal closed),
+/// with the signal's name. A handler that cannot be installed never resolves (the default
+/// action then still applies).
+pub async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    async fn wait(kind: SignalKind) {
+        match signal(kind) {
+            Ok(mut s) => {
+                if s.recv().await.is_none() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    }
+    tokio::select! {
+        _ = wait(SignalKind::interrupt()) => "SIGINT",
+        _ = wait(SignalKind::terminate()) => "SIGTERM",
+        _ = wait(SignalKind::hangup()) => "SIGHUP",
+    }
+}
+
 /// Runs the parsed command line; returns the process exit code.
 pub async fn main(cli: Cli) -> i32 {
-    let result = match cli.command {
-        None => check(cli.check).await,
-        Some(Command::Check(args)) => check(args).await,
-        Some(Command::List(args)) => list(args),
-        Some(Command::Demo(args)) => demo(args).await,
-        Some(Command::Explain(args)) => crate::commands::explain(args).await,
-        Some(Command::Lint(args)) => crate::commands::lint(args),
+    let is_demo = matches!(cli.command, Some(Command::Demo(_)));
+    let command = async {
+        match cli.command {
+            None => check(cli.check).await,
+            Some(Command::Check(args)) => check(args).await,
+            Some(Command::List(args)) => list(args),
+            // The practice stack handles the signals itself: it stops its processes first.
+            Some(Command::Demo(args)) => demo(args).await,
+            Some(Command::Explain(args)) => crate::commands::explain(args).await,
+            Some(Command::Lint(args)) => crate::commands::lint(args),
+        }
+    };
+    let result = if is_demo {
+        command.await
+    } else {
+        // A signal drops the run: every check's task and what it started (an exec plugin's
+        // process group) is stopped before the process exits.
+        tokio::select! {
+            r = command => r,
+            sig = interrupted() => {
+                let _ = writeln!(std::io::stderr(), "msa-doctor: {sig}: stopped");
+                return INTERRUPTED;
+            }
+        }
     };
     match result {
         Ok(code) => code,
@@ -63,8 +106,8 @@ pub fn prepare(args: &CheckArgs) -> Result<(Settings, Plan), ConfigError> {
 async fn check(args: CheckArgs) -> Result<i32, ConfigError> {
     let (settings, plan) = prepare(&args)?;
     let report = run_plan(settings.clone(), plan).await;
-    print_report(&report, &settings);
-    Ok(report.summary().exit_code(settings.strict))
+    let code = report.summary().exit_code(settings.strict);
+    Ok(print_report(&report, &settings, code))
 }
 
 /// A fresh run context: clients built once, no facts yet.
@@ -183,16 +226,52 @@ fn unicode_ok() -> bool {
         .unwrap_or(true)
 }
 
-/// Prints a report to stdout in the chosen format.
-pub fn print_report(report: &Report, settings: &Settings) {
+/// Prints a report to stdout in the chosen format, through [`emit`]: returns `code`, or
+/// [`exit_code::ERROR`] when the report could not be written.
+pub fn print_report(report: &Report, settings: &Settings, code: i32) -> i32 {
     let opts = RenderOptions {
         color: use_color(settings.color),
         unicode: unicode_ok(),
     };
     let text = report::render(report, settings.output, opts);
+    emit(&text, code)
+}
+
+/// What became of a write to standard output.
+#[derive(Debug)]
+pub enum Emitted {
+    /// Everything was written and flushed.
+    Written,
+    /// The reader went away (`msa-doctor ... | head -1`): nothing more to say to anyone.
+    Closed,
+    /// The write failed otherwise (a full disk, `> /dev/full`, an I/O error).
+    Failed(std::io::Error),
+}
+
+/// Writes `text` to standard output and flushes it. Not `print!`, which panics on a closed
+/// pipe; and no error is swallowed: every report, list and explanation goes through here.
+pub fn write_stdout(text: &str) -> Emitted {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Emitted::Written,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Emitted::Closed,
+        Err(e) => Emitted::Failed(e),
+    }
+}
+
+/// The one writer of a command's output: writes `text` to standard output and returns the
+/// exit code. `code` stays when the text was written, and when the reader closed the pipe
+/// (quietly: `msa-doctor list | head -1` is no error); a write that failed otherwise (say
+/// `--output junit > /dev/full`) is named on stderr and the run exits with
+/// [`exit_code::ERROR`], never 0 with no report.
+pub fn emit(text: &str, code: i32) -> i32 {
+    match write_stdout(text) {
+        Emitted::Written | Emitted::Closed => code,
+        Emitted::Failed(e) => {
+            eprintln!("msa-doctor: cannot write to standard output: {e}");
+            exit_code::ERROR
+        }
+    }
 }
 
 fn list(args: ListArgs) -> Result<i32, ConfigError> {
@@ -263,9 +342,5 @@ fn list(args: ListArgs) -> Result<i32, ConfigError> {
             s
         }
     };
-    // Not `print!`: it panics when stdout is a closed pipe (`msa-doctor list | head -1`).
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
-    Ok(exit_code::OK)
+    Ok(emit(&text, exit_code::OK))
 }

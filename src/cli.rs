@@ -115,7 +115,13 @@ fn duration(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Args, Default, Clone)]
 pub struct CheckArgs {
     /// Grafana as the laptop reaches it (the port-forward).
-    #[arg(long, env = "MSA_DOCTOR_GRAFANA_URL", value_name = "URL")]
+    // The value is never shown in --help: a URL may hold a password (which is refused).
+    #[arg(
+        long,
+        env = "MSA_DOCTOR_GRAFANA_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub grafana_url: Option<String>,
     /// The Grafana user to log in as.
     #[arg(long, env = "GRAFANA_USER", value_name = "USER")]
@@ -127,7 +133,12 @@ pub struct CheckArgs {
     #[arg(long, value_name = "FILE")]
     pub grafana_token_file: Option<PathBuf>,
     /// Query Prometheus directly instead of through Grafana's data source proxy.
-    #[arg(long, env = "MSA_DOCTOR_PROMETHEUS_URL", value_name = "URL")]
+    #[arg(
+        long,
+        env = "MSA_DOCTOR_PROMETHEUS_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub prometheus_url: Option<String>,
     /// The kubeconfig file (default: KUBECONFIG, ~/.kube/config, in-cluster).
     #[arg(long, value_name = "FILE")]

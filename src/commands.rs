@@ -1,7 +1,7 @@
 //! `msa-doctor explain` (a query, a dashboard, every dashboard) and `msa-doctor lint` (the
 //! checks that need no live stack, over Kubernetes YAML files).
 
-use crate::app::{context, print_report, run_in, use_color};
+use crate::app::{context, emit, print_report, run_in, use_color};
 use crate::cli::{ExplainArgs, Format, LintArgs};
 use crate::clients::PromApi;
 use crate::clients::grafana::GrafanaSession;
@@ -14,7 +14,6 @@ use crate::report::styles::Styles;
 use crate::report::{Report, Target};
 use crate::settings::{self, Env, FileConfig, Settings};
 use promql_parser::parser::Expr;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -104,12 +103,12 @@ pub async fn explain(args: ExplainArgs) -> Result<i32, ConfigError> {
             ),
             _ => render_explanation(&ex, &expr, use_color(settings.color)),
         };
-        print!("{text}");
-        return Ok(if ex.result == QueryResult::Data {
+        let code = if ex.result == QueryResult::Data {
             exit_code::OK
         } else {
             exit_code::FAILED
-        });
+        };
+        return Ok(emit(&text, code));
     }
     // Dashboards need Grafana even with --prometheus-url.
     let mut s = settings.clone();
@@ -170,15 +169,15 @@ pub async fn explain(args: ExplainArgs) -> Result<i32, ConfigError> {
         ),
         _ => render_dashboards(&reports, use_color(settings.color), start.elapsed()),
     };
-    print!("{text}");
     let empty = reports
         .iter()
         .any(|r| r.problem.is_some() || r.empty_panels().next().is_some());
-    Ok(if empty {
+    let code = if empty {
         exit_code::FAILED
     } else {
         exit_code::OK
-    })
+    };
+    Ok(emit(&text, code))
 }
 
 fn verdict_word(v: Verdict) -> &'static str {
@@ -373,7 +372,11 @@ fn render_dashboards(
             out.push_str(&format!("  variables: {}\n", vars.join(", ")));
         }
         if let Some(p) = &r.problem {
-            out.push_str(&format!("  {} {p}\n", "✖".style(styles.fail)));
+            // The dashboard could not be scanned: an error, as for a panel query that failed.
+            out.push_str(&format!(
+                "  {} {p}\n",
+                "⁉".style(styles.status(Status::Error))
+            ));
         }
         for p in &r.panels {
             total += 1;
@@ -635,9 +638,11 @@ pub fn lint(args: LintArgs) -> Result<i32, ConfigError> {
     let mut s = Settings::defaults();
     s.output = args.output.unwrap_or(Format::Human);
     s.color = args.color.unwrap_or(crate::cli::ColorChoice::Auto);
-    print_report(&report, &s);
-    let _ = std::io::stdout().flush();
-    Ok(report.summary().exit_code(args.strict))
+    Ok(print_report(
+        &report,
+        &s,
+        report.summary().exit_code(args.strict),
+    ))
 }
 
 #[cfg(test)]

@@ -306,21 +306,27 @@ pub fn load(dirs: &[PathBuf]) -> Result<Plan, ConfigError> {
                 path: dir.clone(),
                 message: format!("cannot read the check folder: {e}"),
             })?;
-            let mut files: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.extension().is_some_and(|x| x == "toml")
-                        && p.file_name().is_some_and(|n| n != CONFIG_FILE_NAME)
-                        && p.is_file()
-                })
-                .collect();
+            let mut files: Vec<PathBuf> = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(|e| ConfigError::Read {
+                    path: dir.clone(),
+                    message: format!("cannot list the check folder: {e}"),
+                })?;
+                let p = entry.path();
+                if p.extension().is_some_and(|x| x == "toml")
+                    && p.file_name().is_some_and(|n| n != CONFIG_FILE_NAME)
+                {
+                    check_file_kind(&p)?;
+                    files.push(p);
+                }
+            }
             files.sort();
             files
         };
         for path in files {
             let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
                 path: path.clone(),
-                message: e.to_string(),
+                message: format!("cannot read the check file: {e}"),
             })?;
             sources.push(Source {
                 origin: Origin::File(path.clone()),
@@ -330,6 +336,32 @@ pub fn load(dirs: &[PathBuf]) -> Result<Plan, ConfigError> {
         }
     }
     validate(&sources)
+}
+
+/// A `*.toml` in a check folder must be a readable file: a dangling symbolic link or a folder
+/// of that name is a usage error naming it, never skipped (it was meant to be a check file).
+/// Read permission is checked by reading it.
+fn check_file_kind(p: &Path) -> Result<(), ConfigError> {
+    let err = |message: String| ConfigError::Read {
+        path: p.to_path_buf(),
+        message,
+    };
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(m) if m.is_dir() => Err(err(
+            "a folder named like a check file: check files are `*.toml` files".into(),
+        )),
+        Ok(_) => Err(err(
+            "not a regular file: check files are `*.toml` files".into()
+        )),
+        Err(e) => match std::fs::read_link(p) {
+            Ok(target) => Err(err(format!(
+                "a symbolic link to {}, which cannot be read: {e}",
+                target.display()
+            ))),
+            Err(_) => Err(err(format!("cannot read the check file: {e}"))),
+        },
+    }
 }
 
 /// Validates in-memory sources (used by [`load`] and by tests).

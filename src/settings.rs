@@ -154,12 +154,22 @@ pub const DEFAULT_SERVICES: [&str; 4] = [
     "orchestrator-service",
 ];
 
-/// Parses `15m`, `1h30m`, `500ms`, `2s`: humantime's syntax, at least one millisecond.
+/// The longest duration any option takes: ten years (of 365 days). Longer ones are typing
+/// mistakes, and deadlines past them would overflow the clock's arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Parses `15m`, `1h30m`, `500ms`, `2s`: humantime's syntax, more than zero and at most
+/// [`MAX_DURATION`]. The caller names the flag or the config key.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
         .map_err(|e| format!("invalid duration {s:?}: {e} (try 5s, 15m or 1h)"))?;
     if d.is_zero() {
         return Err(format!("invalid duration {s:?}: must be more than zero"));
+    }
+    if d > MAX_DURATION {
+        return Err(format!(
+            "invalid duration {s:?}: longer than 10 years (try 5s, 15m or 1h)"
+        ));
     }
     Ok(d)
 }
@@ -316,13 +326,50 @@ fn read_secret(path: &Path, what: &str) -> Result<Secret, ConfigError> {
     Ok(Secret::new(s))
 }
 
+/// Checks a URL option. A URL with user info (`http://admin:pass@host`) is refused: it would
+/// put the password in every report and every request line; the message shows the URL without
+/// it and says how to pass the password. An invalid URL is not echoed either (it may hold one).
 fn validate_url(url: &str, what: &str) -> Result<String, ConfigError> {
     let u = url.trim().trim_end_matches('/').to_string();
     match reqwest::Url::parse(&u) {
-        Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => Ok(u),
+        Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => {
+            if !p.username().is_empty() || p.password().is_some() {
+                let mut bare = p.clone();
+                let _ = bare.set_username("");
+                let _ = bare.set_password(None);
+                let how = if what.starts_with("Grafana") {
+                    "pass the user with --grafana-user (or GRAFANA_USER) and the password with \
+                     GRAFANA_PASSWORD or --grafana-password-file FILE (or a token: GRAFANA_TOKEN)"
+                } else {
+                    "msa-doctor sends Prometheus no credentials: when it needs some, leave \
+                     the Prometheus URL out and msa-doctor goes through Grafana's data source \
+                     proxy, which holds them"
+                };
+                return Err(ConfigError::Usage(format!(
+                    "the {what} holds a user name or password; give it as {} and {how}",
+                    bare.as_str().trim_end_matches('/')
+                )));
+            }
+            Ok(u)
+        }
         _ => Err(ConfigError::Usage(format!(
-            "invalid {what} {url:?}: expected http://host:port or https://host:port"
+            "invalid {what} {:?}: expected http://host:port or https://host:port",
+            without_user_info(url)
         ))),
+    }
+}
+
+/// The text with anything between `://` and the last `@` before the next `/` cut out, for
+/// messages about a URL that did not parse.
+fn without_user_info(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}<user info removed>@{}", &url[..start], &rest[at + 1..]),
+        None => url.to_string(),
     }
 }
 

@@ -662,3 +662,348 @@ fn the_examples_folder_works() {
     assert_eq!(o.code, 1, "{}\n{}", o.stdout, o.stderr);
     assert_eq!(check_of(&json(&o), "example.closed-port")["status"], "fail");
 }
+
+/// The binary, for runs whose stdout the test chooses.
+fn bin() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_msa-doctor"));
+    for var in [
+        "KUBECONFIG",
+        "GRAFANA_PASSWORD",
+        "GRAFANA_TOKEN",
+        "MSA_DOCTOR_GRAFANA_URL",
+        "MSA_DOCTOR_PROMETHEUS_URL",
+    ] {
+        c.env_remove(var);
+    }
+    c.stdin(std::process::Stdio::null());
+    c
+}
+
+#[test]
+fn a_failed_write_to_stdout_exits_non_zero() {
+    let sb = Sandbox::new();
+    sb.check_file("http.toml", &http_check("cli.http", http_server()));
+    let mut runs: Vec<std::process::Command> = Vec::new();
+    for format in ["human", "json", "junit", "markdown"] {
+        let mut c = bin();
+        c.args(["check", "--no-kube", "--only", "cli", "--output", format])
+            .arg("--checks")
+            .arg(sb.checks());
+        runs.push(c);
+    }
+    let mut c = bin();
+    c.args(["list", "--output", "json"]);
+    runs.push(c);
+    let mut c = bin();
+    c.args(["demo", "--list-faults"]);
+    runs.push(c);
+    for mut c in runs {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = c.stdout(full).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{c:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot write to standard output"),
+            "{c:?}: {stderr}"
+        );
+        assert!(!stderr.contains("internal error"), "{c:?}: {stderr}");
+    }
+}
+
+/// A Prometheus that answers every query with one series of ones: enough for `explain`.
+fn fake_prometheus() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = stream;
+                let mut buf = [0u8; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&seen);
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let body = if path.contains("/query_range") {
+                    let values: Vec<String> = (0..60)
+                        .map(|i| format!("[{},\"1\"]", now - 900 + i * 15))
+                        .collect();
+                    format!(
+                        r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"__name__":"up","job":"a"}},"values":[{}]}}]}}}}"#,
+                        values.join(",")
+                    )
+                } else if path.contains("/query") {
+                    format!(
+                        r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{"__name__":"up","job":"a"}},"value":[{now},"1"]}}]}}}}"#
+                    )
+                } else if path.contains("/series") {
+                    r#"{"status":"success","data":[{"__name__":"up","job":"a"}]}"#.to_string()
+                } else if path.contains("/label") {
+                    r#"{"status":"success","data":["up"]}"#.to_string()
+                } else if path.contains("buildinfo") {
+                    r#"{"status":"success","data":{"version":"2.42.0"}}"#.to_string()
+                } else {
+                    r#"{"status":"success","data":[]}"#.to_string()
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_closed_pipe_is_quiet() {
+    let prom = format!("http://127.0.0.1:{}", fake_prometheus());
+    // The explanation, to a real pipe, for comparison.
+    let o = bin()
+        .args(["explain", "up", "--prometheus-url", &prom])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!o.stdout.is_empty());
+    let sb = Sandbox::new();
+    sb.check_file("http.toml", &http_check("cli.http", http_server()));
+    let mut runs: Vec<(std::process::Command, i32)> = Vec::new();
+    for format in ["human", "json"] {
+        let mut c = bin();
+        c.args([
+            "explain",
+            "up",
+            "--prometheus-url",
+            &prom,
+            "--output",
+            format,
+        ]);
+        runs.push((c, 0));
+    }
+    let mut c = bin();
+    c.args(["check", "--no-kube", "--only", "cli"])
+        .arg("--checks")
+        .arg(sb.checks());
+    runs.push((c, 0));
+    for (mut c, code) in runs {
+        // The reader goes away before msa-doctor writes (it answers after a network call).
+        let mut child = c
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{c:?}: {stderr}");
+        assert!(stderr.is_empty(), "{c:?}: {stderr}");
+    }
+}
+
+#[test]
+fn absurd_durations_exit_2_naming_the_flag() {
+    let sb = Sandbox::new();
+    sb.check_file("port.toml", &tcp_check("cli.port", closed_port(), ""));
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--timeout", "500000000000y"], "--timeout"),
+        (vec!["--wait", "500000000000y"], "--wait"),
+        (vec!["--window", "500000000000y"], "--window"),
+        (vec!["--window", "0s"], "--window"),
+        (vec!["--timeout", "18446744073709551615s"], "--timeout"),
+    ];
+    for (args, flag) in cases {
+        let o = run(sb.check(&args));
+        assert_eq!(o.code, 2, "{args:?}: {}", o.stderr);
+        assert!(o.stdout.is_empty(), "{args:?}: {}", o.stdout);
+        assert!(o.stderr.contains(flag), "{args:?}: {}", o.stderr);
+        assert!(
+            !o.stderr.contains("internal error"),
+            "{args:?}: {}",
+            o.stderr
+        );
+    }
+    let mut c = sb.cmd();
+    c.args(["explain", "up", "--lookback", "500000000000y"]);
+    let o = run(c);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("--lookback"), "{}", o.stderr);
+}
+
+#[test]
+fn a_url_with_user_info_is_refused_without_echoing_the_password() {
+    let secret = "pa55-w0rd-c4n4ry";
+    let sb = Sandbox::new();
+    sb.check_file("port.toml", &tcp_check("cli.port", closed_port(), ""));
+    let url = format!("http://admin:{secret}@127.0.0.1:{}", closed_port());
+    let mut runs: Vec<(Command, &str)> = Vec::new();
+    runs.push((sb.check(&["--grafana-url", &url]), "Grafana"));
+    let mut c = sb.check(&[]);
+    c.env("MSA_DOCTOR_GRAFANA_URL", &url);
+    runs.push((c, "Grafana"));
+    runs.push((sb.check(&["--prometheus-url", &url]), "Prometheus"));
+    let mut c = sb.check(&[]);
+    c.env("MSA_DOCTOR_PROMETHEUS_URL", &url);
+    runs.push((c, "Prometheus"));
+    // A config file in its own folder (the other runs must not read it).
+    let with_file = Sandbox::new();
+    with_file.check_file("port.toml", &tcp_check("cli.port", closed_port(), ""));
+    std::fs::write(
+        with_file.path().join("msa-doctor.toml"),
+        format!("grafana-url = \"{url}\"\n"),
+    )
+    .unwrap();
+    runs.push((with_file.check(&[]), "Grafana"));
+    let mut c = sb.cmd();
+    c.args(["explain", "up", "--grafana-url", &url]);
+    runs.push((c, "Grafana"));
+    for (c, what) in runs {
+        let o = run(c);
+        assert_eq!(o.code, 2, "{what}: {}", o.stderr);
+        assert!(!o.stderr.contains(secret), "{}", o.stderr);
+        assert!(!o.stdout.contains(secret), "{}", o.stdout);
+        assert!(
+            o.stderr
+                .contains(&format!("the {what} URL holds a user name or password")),
+            "{}",
+            o.stderr
+        );
+        if what == "Grafana" {
+            assert!(
+                o.stderr.contains("GRAFANA_PASSWORD")
+                    && o.stderr.contains("--grafana-password-file"),
+                "{}",
+                o.stderr
+            );
+        }
+    }
+    // Nor does --help show it from the environment.
+    for args in [vec!["--help"], vec!["check", "--help"]] {
+        let mut c = sb.cmd();
+        c.args(&args)
+            .env("MSA_DOCTOR_GRAFANA_URL", &url)
+            .env("MSA_DOCTOR_PROMETHEUS_URL", &url);
+        let o = run(c);
+        assert_eq!(o.code, 0);
+        assert!(!o.stdout.contains(secret), "{}", o.stdout);
+    }
+}
+
+/// A Grafana that answers its health check and refuses every login; counts the logins that
+/// carry `password`.
+fn refusing_grafana(
+    password: &'static str,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let logins = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = logins.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut s = stream;
+                let mut buf = [0u8; 8192];
+                let mut seen = Vec::new();
+                // Headers, then the body up to Content-Length.
+                loop {
+                    if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if seen.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&seen).to_string();
+                let (status, body) = if text.starts_with("GET /api/health") {
+                    ("200 OK", r#"{"database":"ok","version":"12.3.1"}"#)
+                } else if text.starts_with("POST /login") {
+                    if text.contains(password) {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    (
+                        "401 Unauthorized",
+                        r#"{"message":"Invalid username or password","messageId":"password-auth.failed","statusCode":401,"traceID":""}"#,
+                    )
+                } else {
+                    ("404 Not Found", r#"{"message":"Not found"}"#)
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    (port, logins)
+}
+
+#[test]
+fn wait_never_repeats_a_refused_login() {
+    use std::sync::atomic::Ordering;
+    let password = "not-the-pa55word";
+    let (port, logins) = refusing_grafana(password);
+    let sb = Sandbox::new();
+    let mut c = sb.cmd();
+    c.args([
+        "check",
+        "--no-kube",
+        "--only",
+        "grafana.login",
+        "--output",
+        "json",
+    ])
+    .args(["--grafana-url", &format!("http://127.0.0.1:{port}")])
+    .args(["--wait", "5s", "--timeout", "2s"])
+    .env("GRAFANA_PASSWORD", password);
+    let start = std::time::Instant::now();
+    let o = run(c);
+    assert_eq!(o.code, 1, "{}\n{}", o.stdout, o.stderr);
+    assert_eq!(
+        logins.load(Ordering::SeqCst),
+        1,
+        "the refused password was sent again"
+    );
+    let r = json(&o);
+    let login = check_of(&r, "grafana.login");
+    assert_eq!(login["status"], "fail", "{login}");
+    let message = login["message"].as_str().unwrap();
+    assert!(
+        message.contains("not retried under --wait")
+            && message.contains("Grafana locks an account after 5 failed logins"),
+        "{message}"
+    );
+    // Nothing else to wait for: the run does not sit out --wait.
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+}

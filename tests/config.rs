@@ -874,3 +874,97 @@ args = { address = "{grafana_host}" }
     assert_eq!(replaced.title, "my own Grafana reachability");
     assert_eq!(replaced.kind, "tcp");
 }
+
+#[test]
+fn an_absurd_duration_in_a_check_file_names_file_line_and_key() {
+    let e = error_of(
+        "[[check]]\nid = \"mine.a\"\ntitle = \"t\"\nkind = \"tcp\"\ntimeout = \"500000000000y\"\nargs = { address = \"h:1\" }\n",
+    );
+    assert_at(&e, "bad.toml", 5, "timeout");
+    assert_snapshot!(shown(&e), @r#"bad.toml:5: timeout: invalid duration "500000000000y": longer than 10 years (try 5s, 15m or 1h)"#);
+}
+
+#[test]
+fn an_absurd_duration_in_the_config_file_names_its_key() {
+    for (key, value) in [
+        ("timeout", "500000000000y"),
+        ("wait", "500000000000y"),
+        ("window", "11y"),
+        ("window", "0s"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("msa-doctor.toml");
+        std::fs::write(
+            &path,
+            format!("namespace = \"shop\"\n{key} = \"{value}\"\n"),
+        )
+        .unwrap();
+        let file = FileConfig::load(Some(&path)).unwrap();
+        let e =
+            settings::resolve(&CheckArgs::default(), &Env::default(), file.as_ref()).unwrap_err();
+        assert_at(&e, &path.display().to_string(), 2, key);
+        assert!(e.to_string().contains(value), "{e}");
+    }
+}
+
+/// A check folder holding one good check file and `bad`, a `*.toml` entry made by `make`.
+fn folder_with(make: impl FnOnce(&Path)) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("good.toml"),
+        "[[check]]\nid = \"mine.a\"\ntitle = \"t\"\nkind = \"tcp\"\nargs = { address = \"h:1\" }\n",
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.toml");
+    make(&bad);
+    (dir, bad)
+}
+
+fn read_error_of(dir: &Path) -> (PathBuf, String) {
+    match config::load(&[dir.to_path_buf()]) {
+        Ok(plan) => panic!(
+            "expected an error, got {:?}",
+            plan.checks.iter().map(|c| &c.id).collect::<Vec<_>>()
+        ),
+        Err(ConfigError::Read { path, message }) => (path, message),
+        Err(e) => panic!("expected a read error, got {e}"),
+    }
+}
+
+#[test]
+fn a_dangling_check_file_is_an_error_naming_it() {
+    let (dir, bad) = folder_with(|bad| {
+        std::os::unix::fs::symlink("/no/such/check.toml", bad).unwrap();
+    });
+    let (path, message) = read_error_of(dir.path());
+    assert_eq!(path, bad);
+    assert!(
+        message.contains("a symbolic link to /no/such/check.toml"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_folder_named_like_a_check_file_is_an_error_naming_it() {
+    let (dir, bad) = folder_with(|bad| std::fs::create_dir(bad).unwrap());
+    let (path, message) = read_error_of(dir.path());
+    assert_eq!(path, bad);
+    assert!(message.contains("a folder"), "{message}");
+}
+
+#[test]
+fn an_unreadable_check_file_is_an_error_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, bad) = folder_with(|bad| {
+        std::fs::write(bad, "[[check]]\n").unwrap();
+        std::fs::set_permissions(bad, std::fs::Permissions::from_mode(0o000)).unwrap();
+    });
+    if std::fs::read(&bad).is_ok() {
+        // Root reads every file: nothing to test here.
+        eprintln!("skipped: this user reads files without read permission");
+        return;
+    }
+    let (path, message) = read_error_of(dir.path());
+    assert_eq!(path, bad);
+    assert!(message.contains("cannot read the check file"), "{message}");
+}

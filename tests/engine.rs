@@ -483,6 +483,70 @@ async fn wait_gives_up_at_its_deadline() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn wait_keeps_an_outcome_that_says_a_retry_would_do_harm() {
+    // A refused login: repeating it locks the account. Its need flaps first, so the login
+    // runs for the first time on the second attempt, and then never again.
+    let logins = Arc::new(AtomicU32::new(0));
+    let reach = Arc::new(AtomicU32::new(0));
+    let counted = logins.clone();
+    let refused = probe(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            Outcome::fail("Grafana refused user admin: HTTP 401 invalid username or password")
+                .no_retry("a refused password is sent once")
+        }
+    });
+    let r = run(
+        vec![
+            spec("t.reach", &[], flaky(1, reach.clone())),
+            spec("t.login", &["t.reach"], refused),
+            spec("t.after-login", &["t.login"], returns(Outcome::pass("ok"))),
+            spec("t.broken", &[], returns(Outcome::fail("still broken"))),
+        ],
+        RunOptions {
+            wait: Some(secs(10)),
+            retry_interval: secs(2),
+            ..RunOptions::default()
+        },
+    )
+    .await;
+    assert_eq!(logins.load(Ordering::SeqCst), 1, "the login was sent once");
+    let l = r.get("t.login");
+    assert_eq!(l.status, Status::Fail);
+    assert_eq!(
+        l.message,
+        "Grafana refused user admin: HTTP 401 invalid username or password \
+         (not retried under --wait: a refused password is sent once)"
+    );
+    assert_eq!(l.attempts, 2, "it ran on the attempt where its need passed");
+    assert_eq!(r.get("t.after-login").status, Status::Skip);
+    // Other failures are still retried until the deadline.
+    assert!(r.get("t.broken").attempts >= 4, "{:?}", r.get("t.broken"));
+    assert!(
+        r.events
+            .iter()
+            .filter(|e| e.starts_with("retry"))
+            .all(|e| !e.contains("t.login")),
+        "{:?}",
+        r.events
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_wait_a_no_retry_message_is_left_as_it_is() {
+    let r = run(
+        vec![spec(
+            "t.login",
+            &[],
+            returns(Outcome::fail("refused").no_retry("a refused password is sent once")),
+        )],
+        RunOptions::default(),
+    )
+    .await;
+    assert_eq!(r.get("t.login").message, "refused");
+}
+
+#[tokio::test(start_paused = true)]
 async fn without_wait_a_failure_is_final() {
     let calls = Arc::new(AtomicU32::new(0));
     let r = run(

@@ -6,7 +6,7 @@
 //! shares its stacks with the query explanations.
 
 use msa_doctor::explain::dashboard::{
-    all_panels, builtins, expand, parse_label_values, relative_seconds,
+    all_panels, builtins, dashboard_model, expand, parse_label_values, relative_seconds,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 const SPRING: &str = include_str!("../src/sandbox/dashboards/spring-boot-observability.json");
 const KAFKA: &str = include_str!("../src/sandbox/dashboards/kafka-exporter-overview.json");
 const GUIDE: &str = include_str!("../src/sandbox/dashboards/msa-monitoring.json");
+/// A Grafana 12 dashboard in schema v2 (`dashboard.grafana.app/v2beta1`): panels are
+/// `elements`, placed by a rows layout holding a grid and an auto grid.
+const V2: &str = include_str!("fixtures/grafana/dashboard-v2.json");
 
 fn model(text: &str) -> Value {
     serde_json::from_str(text).expect("a sample dashboard parses")
@@ -353,4 +356,287 @@ fn regex_format_escapes_a_single_value_but_not_an_alternation() {
         expand(r#"up{job="${svc}"}"#, &v),
         r#"up{job="order.service"}"#
     );
+}
+
+#[test]
+fn a_classic_dashboard_is_read_as_it_is() {
+    let doc = json!({"dashboard": model(GUIDE), "meta": {}});
+    let m = dashboard_model(&doc).unwrap();
+    assert_eq!(m, model(GUIDE));
+    assert_eq!(ids(&all_panels(&m)), vec![1, 2, 3, 4]);
+}
+
+fn v2_panels(doc: &Value) -> Vec<Value> {
+    let m = dashboard_model(doc).unwrap_or_else(|e| panic!("unreadable: {e}"));
+    assert_eq!(m["title"], "Orders (schema v2)");
+    assert_eq!(m["time"], json!({"from": "now-15m", "to": "now"}));
+    all_panels(&m)
+}
+
+#[test]
+fn a_schema_v2_dashboard_is_read_from_its_elements_in_layout_order() {
+    let v2 = model(V2);
+    // As the Kubernetes API gives it, and wrapped as /api/dashboards/uid/UID gives it.
+    for doc in [
+        v2.clone(),
+        json!({"dashboard": v2.clone(), "meta": {}}),
+        json!({"dashboard": v2["spec"].clone()}),
+    ] {
+        let panels = v2_panels(&doc);
+        // The layout's order (rows, then grid items, then the auto grid); an element the
+        // layout does not place is not shown by Grafana either.
+        assert_eq!(ids(&panels), vec![2, 1, 10], "{panels:#?}");
+        let orders = &panels[1];
+        assert_eq!(orders["title"], "Orders per minute");
+        assert_eq!(
+            orders["targets"][0]["expr"],
+            "sum(rate(http_server_requests_seconds_count{application=\"$application\", method=\"$method\"}[1m])) * 60"
+        );
+        assert_eq!(orders["targets"][0]["refId"], "A");
+        assert_eq!(orders["targets"][0]["hide"], false);
+        assert_eq!(
+            orders["targets"][0]["datasource"],
+            json!({"type": "prometheus", "uid": "${datasource}"})
+        );
+        assert_eq!(
+            orders["targets"][1]["hide"], true,
+            "a hidden query stays hidden"
+        );
+        // No data source named: the type only, so the default Prometheus is used.
+        assert_eq!(
+            panels[0]["targets"][0]["datasource"],
+            json!({"type": "prometheus"})
+        );
+        assert_eq!(
+            panels[2]["targets"][0]["datasource"],
+            json!({"type": "loki", "uid": "P8E80F9AEF21F6940"})
+        );
+    }
+}
+
+#[test]
+fn schema_v2_variables_become_classic_ones() {
+    let m = dashboard_model(&model(V2)).unwrap();
+    let list = m["templating"]["list"].as_array().unwrap();
+    let names: Vec<&str> = list.iter().filter_map(|v| v["name"].as_str()).collect();
+    assert_eq!(names, vec!["datasource", "application", "method"]);
+    assert_eq!(list[0]["type"], "datasource");
+    assert_eq!(list[0]["query"], "prometheus");
+    assert_eq!(list[1]["type"], "query");
+    assert_eq!(
+        list[1]["query"]["query"],
+        "label_values(http_server_requests_seconds_count, application)"
+    );
+    assert_eq!(list[1]["datasource"]["uid"], "${datasource}");
+    assert_eq!(
+        parse_label_values(list[1]["query"]["query"].as_str().unwrap()),
+        Some((
+            Some("http_server_requests_seconds_count".to_string()),
+            "application".to_string()
+        ))
+    );
+    assert_eq!(list[2]["type"], "custom");
+    assert_eq!(list[2]["current"]["value"], "POST");
+}
+
+#[test]
+fn a_dashboard_shape_it_cannot_read_is_an_error_naming_what_is_missing() {
+    let mut no_queries = model(V2);
+    no_queries["spec"]["elements"]["panel-1"]["spec"]["data"] = json!({"kind": "QueryGroup"});
+    let mut unknown_kind = model(V2);
+    unknown_kind["spec"]["elements"]["panel-2"]["kind"] = json!("FancyPanel");
+    let mut dangling = model(V2);
+    dangling["spec"]["elements"]
+        .as_object_mut()
+        .unwrap()
+        .remove("panel-10");
+    let mut elements_list = model(V2);
+    elements_list["spec"]["elements"] = json!([]);
+    let cases = [
+        (
+            no_queries,
+            "panel element \"panel-1\" has no `data.spec.queries` list",
+        ),
+        (
+            unknown_kind,
+            "element \"panel-2\" is of kind \"FancyPanel\"",
+        ),
+        (
+            dangling,
+            "places element \"panel-10\", which `elements` does not hold",
+        ),
+        (elements_list, "`elements` is not a map"),
+        (
+            json!({"dashboard": {"title": "t", "panels": {"a": 1}}}),
+            "`panels` is not a list",
+        ),
+        (
+            json!({"dashboard": {"title": "t", "widgets": []}}),
+            "no `panels`, `rows` or `elements`",
+        ),
+        (json!({"dashboard": "text"}), "no dashboard object"),
+        (json!({"meta": {}}), "no `panels`, `rows` or `elements`"),
+    ];
+    for (doc, says) in cases {
+        match dashboard_model(&doc) {
+            Ok(m) => panic!("read {doc} as {m}"),
+            Err(e) => assert!(e.contains(says), "{e:?} does not say {says:?}"),
+        }
+    }
+}
+
+/// A Prometheus that answers every query with one series of ones, every other call with an
+/// empty success.
+fn fake_prometheus() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&seen);
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let body = if path.contains("/query_range") {
+                    let values: Vec<String> = (0..60)
+                        .map(|i| format!("[{},\"1\"]", now - 900 + i * 15))
+                        .collect();
+                    format!(
+                        r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"job":"a"}},"values":[{}]}}]}}}}"#,
+                        values.join(",")
+                    )
+                } else if path.contains("/query") {
+                    format!(
+                        r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{"job":"a"}},"value":[{now},"1"]}}]}}}}"#
+                    )
+                } else if path.contains("/label") && path.contains("/values") {
+                    r#"{"status":"success","data":["order-service"]}"#.to_string()
+                } else {
+                    r#"{"status":"success","data":[]}"#.to_string()
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    port
+}
+
+/// The scan against the emulated Grafana serving a schema v2 dashboard: its panel queries are
+/// found and run (not "0 panel queries, all with data"), and a v2 dashboard it cannot read is
+/// an error naming the dashboard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_scans_a_schema_v2_dashboard_through_grafana() {
+    use msa_doctor::sandbox::grafana::{GrafanaOptions, GrafanaSim};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let prom = fake_prometheus();
+    // Provisioned as Grafana 12 stores a v2 dashboard: the spec, with its uid.
+    let mut v2 = model(V2)["spec"].clone();
+    v2["uid"] = json!("orders-v2");
+    let mut broken = v2.clone();
+    broken["uid"] = json!("broken-v2");
+    broken["title"] = json!("Broken v2");
+    broken["elements"]["panel-1"]["spec"]["data"] = json!({"kind": "QueryGroup"});
+    let g = GrafanaSim::start(GrafanaOptions {
+        datasource_url: format!("http://127.0.0.1:{prom}"),
+        extra_dashboards: vec![v2, broken],
+        ..GrafanaOptions::default()
+    })
+    .await
+    .expect("grafana starts");
+    let url = g.url.trim_end_matches('/').to_string();
+    let run = |uid: &'static str, url: String| {
+        tokio::task::spawn_blocking(move || {
+            let home = tempfile::tempdir().unwrap();
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_msa-doctor"));
+            for var in [
+                "KUBECONFIG",
+                "GRAFANA_PASSWORD",
+                "GRAFANA_TOKEN",
+                "MSA_DOCTOR_PROMETHEUS_URL",
+            ] {
+                c.env_remove(var);
+            }
+            c.env("HOME", home.path())
+                .current_dir(home.path())
+                .args([
+                    "explain",
+                    "--no-kube",
+                    "--dashboard",
+                    uid,
+                    "--output",
+                    "json",
+                ])
+                .args(["--grafana-url", &url])
+                .output()
+                .unwrap()
+        })
+    };
+    let o = run("orders-v2", url.clone()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let d = &r["dashboards"][0];
+    assert_eq!(d["title"], "Orders (schema v2)", "{r}");
+    assert_eq!(d["window"], "15m", "{r}");
+    let panels: Vec<(String, String)> = d["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["panel"].as_str().unwrap().to_string(),
+                p["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(panels.len(), 3, "{r}");
+    for (panel, status) in [
+        ("Consumer lag", "data"),
+        ("Orders per minute", "data"),
+        ("Logs", "not-prometheus"),
+    ] {
+        assert!(
+            panels.iter().any(|(p, s)| p == panel && s == status),
+            "{panel} {status}: {panels:?}"
+        );
+    }
+    let orders = d["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["panel"] == "Orders per minute")
+        .unwrap();
+    assert!(
+        orders["expanded"]
+            .as_str()
+            .unwrap()
+            .contains("application=\"order-service\", method=\"POST\""),
+        "variables expand: {orders}"
+    );
+
+    let o = run("broken-v2", url).await.unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_ne!(o.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("broken-v2")
+            && stderr.contains("cannot read this dashboard")
+            && stderr.contains("panel element \"panel-1\" has no `data.spec.queries` list"),
+        "{stderr}"
+    );
+    g.shutdown().await;
 }

@@ -64,6 +64,9 @@ pub struct Outcome {
     pub remedy: Option<String>,
     /// Free-form findings; never a secret.
     pub evidence: Map<String, Value>,
+    /// Why `--wait` must not run the check again, when repeating it would do harm (a refused
+    /// login counts toward Grafana's lockout): the check keeps this outcome.
+    pub no_retry: Option<String>,
 }
 
 impl Outcome {
@@ -73,7 +76,15 @@ impl Outcome {
             message: one_line(&message.into()),
             remedy: None,
             evidence: Map::new(),
+            no_retry: None,
         }
+    }
+
+    /// `--wait` keeps this outcome instead of running the check again, for this reason (said
+    /// in the message when a retry was due).
+    pub fn no_retry(mut self, why: impl Into<String>) -> Self {
+        self.no_retry = Some(why.into());
+        self
     }
 
     /// The check holds.

@@ -89,7 +89,8 @@ pub struct Runner {
 
 #[derive(Clone)]
 enum Done {
-    Ran(CheckResult),
+    /// The result, and why `--wait` must not repeat the check, if it must not.
+    Ran(CheckResult, Option<String>),
 }
 
 impl Runner {
@@ -134,9 +135,22 @@ impl Runner {
         let deadline = self.options.wait.map(|w| Instant::now() + w);
         let mut to_run: BTreeSet<usize> = selected.clone();
         let mut attempt = 1;
+        // Checks whose outcome says a retry would do harm: they keep their first result.
+        let mut no_retry: HashMap<usize, String> = HashMap::new();
+        let failed = |r: Option<&CheckResult>| {
+            r.is_some_and(|r| matches!(r.status, Status::Fail | Status::Error))
+        };
         loop {
-            self.round(&cx, &index, &to_run, attempt, &mut results, events)
-                .await;
+            self.round(
+                &cx,
+                &index,
+                &to_run,
+                attempt,
+                &mut results,
+                &mut no_retry,
+                events,
+            )
+            .await;
             let Some(deadline) = deadline else { break };
             let failing: Vec<usize> = to_run
                 .iter()
@@ -144,9 +158,8 @@ impl Runner {
                 .filter(|i| {
                     self.specs[*i].retry
                         && !self.broken.contains_key(i)
-                        && results
-                            .get(i)
-                            .is_some_and(|r| matches!(r.status, Status::Fail | Status::Error))
+                        && !no_retry.contains_key(i)
+                        && failed(results.get(i))
                 })
                 .collect();
             let now = Instant::now();
@@ -166,6 +179,7 @@ impl Runner {
             let mut next: BTreeSet<usize> = failing.into_iter().collect();
             for (i, spec) in self.specs.iter().enumerate() {
                 if selected.contains(&i)
+                    && !no_retry.contains_key(&i)
                     && spec
                         .needs
                         .iter()
@@ -175,6 +189,16 @@ impl Runner {
                 }
             }
             to_run = next;
+        }
+        if self.options.wait.is_some() {
+            for (i, why) in &no_retry {
+                if let Some(r) = results.get_mut(i)
+                    && self.specs[*i].retry
+                    && matches!(r.status, Status::Fail | Status::Error)
+                {
+                    r.message = format!("{} (not retried under --wait: {why})", r.message);
+                }
+            }
         }
         let mut out: Vec<CheckResult> = Vec::with_capacity(self.specs.len());
         for i in 0..self.specs.len() {
@@ -238,6 +262,8 @@ impl Runner {
     /// One pass over `to_run`: results of checks outside it stay as they are. A check starts
     /// when everything it needs has a result and fewer than `jobs` checks are running, so a
     /// `Started` event means the check really started.
+    // Private, called once: the run's state is passed piece by piece rather than bundled.
+    #[allow(clippy::too_many_arguments)]
     async fn round(
         &self,
         cx: &CheckCtx,
@@ -245,6 +271,7 @@ impl Runner {
         to_run: &BTreeSet<usize>,
         attempt: u32,
         results: &mut HashMap<usize, CheckResult>,
+        no_retry: &mut HashMap<usize, String>,
         events: &mut (dyn FnMut(RunEvent) + Send),
     ) {
         let jobs = self.options.jobs.max(1);
@@ -383,7 +410,12 @@ impl Runner {
                 break;
             }
             let (i, result) = match set.join_next_with_id().await {
-                Some(Ok((_, (i, Done::Ran(r))))) => (i, r),
+                Some(Ok((_, (i, Done::Ran(r, why))))) => {
+                    if let Some(why) = why {
+                        no_retry.insert(i, why);
+                    }
+                    (i, r)
+                }
                 Some(Err(e)) if e.is_cancelled() => continue,
                 Some(Err(e)) => {
                     // A panic inside the probe is caught in run_one; this is a panic in the
@@ -436,12 +468,13 @@ impl Runner {
             let (outcome, went) = run_one(probe, ccx, timeout, go).await;
             // Time spent waiting for the prerequisites is theirs, not this check's.
             let from = went.map_or(start, |g| g.max(start));
+            let why = outcome.no_retry.clone();
             (
                 i,
-                Done::Ran(stamp(
-                    outcome,
-                    Instant::now().saturating_duration_since(from),
-                )),
+                Done::Ran(
+                    stamp(outcome, Instant::now().saturating_duration_since(from)),
+                    why,
+                ),
             )
         })
     }

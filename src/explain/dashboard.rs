@@ -237,6 +237,244 @@ pub fn all_panels(model: &Value) -> Vec<Value> {
     out
 }
 
+/// The dashboard model of a `GET /api/dashboards/uid/UID` answer (or of a Kubernetes-style
+/// `dashboard.grafana.app` object), in the classic shape [`all_panels`] and the scan read:
+/// `panels`/`rows`, `templating.list`, `time`. A schema v2 dashboard (Grafana 12: panels are
+/// `elements`, placed by a `layout`, variables under `variables`, the range under
+/// `timeSettings`) is converted to it. A shape it cannot read is an error saying what is
+/// missing, never an empty dashboard.
+pub fn dashboard_model(doc: &Value) -> Result<Value, String> {
+    let mut m = doc.get("dashboard").unwrap_or(doc);
+    // The Kubernetes envelope: apiVersion, kind, metadata, spec.
+    if m.get("elements").is_none()
+        && m.get("panels").is_none()
+        && let Some(spec) = m.get("spec").filter(|s| s.is_object())
+    {
+        m = spec;
+    }
+    if !m.is_object() {
+        return Err("the answer holds no dashboard object".into());
+    }
+    if let Some(elements) = m.get("elements") {
+        return v2_model(m, elements);
+    }
+    for key in ["panels", "rows"] {
+        if m.get(key).is_some_and(|p| !p.is_array()) {
+            return Err(format!("its `{key}` is not a list"));
+        }
+    }
+    if m.get("panels").is_none() && m.get("rows").is_none() {
+        return Err(
+            "it has no `panels`, `rows` or `elements`: a dashboard shape msa-doctor does not know"
+                .into(),
+        );
+    }
+    Ok(m.clone())
+}
+
+/// The element names a schema v2 layout places, in the order it shows them (grid items, rows,
+/// tabs, auto grids, nested).
+fn layout_refs(layout: &Value, out: &mut Vec<String>) {
+    match layout {
+        Value::Object(o) => {
+            if o.get("kind").and_then(|k| k.as_str()) == Some("ElementReference")
+                && let Some(n) = o.get("name").and_then(|n| n.as_str())
+            {
+                out.push(n.to_string());
+                return;
+            }
+            // Keys in a stable order that follows the layout: items, rows, tabs, then the rest.
+            for key in ["element", "items", "rows", "tabs", "layout", "spec"] {
+                if let Some(v) = o.get(key) {
+                    layout_refs(v, out);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| layout_refs(v, out)),
+        _ => {}
+    }
+}
+
+/// A v2 `DataQueryKind` (or v2alpha1's `{kind: <plugin>, spec}`) and the query's own
+/// `datasource` (v2alpha1), as the classic `{type, uid}` reference, when it names one.
+fn v2_datasource(query: &Value, own: Option<&Value>) -> Option<Value> {
+    let group = query
+        .get("group")
+        .and_then(|g| g.as_str())
+        .or_else(|| {
+            query
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .filter(|k| *k != "DataQuery")
+        })
+        .or_else(|| own.and_then(|d| d.get("type")).and_then(|t| t.as_str()));
+    let uid = query
+        .pointer("/datasource/name")
+        .and_then(|n| n.as_str())
+        .or_else(|| own.and_then(|d| d.get("uid")).and_then(|u| u.as_str()));
+    let mut ds = serde_json::Map::new();
+    if let Some(g) = group {
+        ds.insert("type".into(), Value::String(g.to_string()));
+    }
+    if let Some(u) = uid {
+        ds.insert("uid".into(), Value::String(u.to_string()));
+    }
+    (!ds.is_empty()).then_some(Value::Object(ds))
+}
+
+/// A schema v2 dashboard in the classic shape.
+fn v2_model(spec: &Value, elements: &Value) -> Result<Value, String> {
+    use serde_json::json;
+    let Some(elements) = elements.as_object() else {
+        return Err("its `elements` is not a map of element names".into());
+    };
+    let mut order = Vec::new();
+    if let Some(layout) = spec.get("layout") {
+        layout_refs(layout, &mut order);
+    }
+    // Without a layout that places them, every element in name order.
+    if order.is_empty() {
+        order = elements.keys().cloned().collect();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut panels = Vec::new();
+    for name in order {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let Some(el) = elements.get(&name) else {
+            return Err(format!(
+                "its layout places element {name:?}, which `elements` does not hold"
+            ));
+        };
+        let kind = el.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+        let es = el.get("spec").unwrap_or(&Value::Null);
+        match kind {
+            "Panel" => {}
+            // Its queries live in the library panel, not in the dashboard: as for a classic
+            // dashboard's library panels, there is nothing here to run.
+            "LibraryPanel" => continue,
+            other => {
+                return Err(format!(
+                    "element {name:?} is of kind {other:?}, not a Panel msa-doctor can read"
+                ));
+            }
+        }
+        let Some(queries) = es.pointer("/data/spec/queries").and_then(|q| q.as_array()) else {
+            return Err(format!(
+                "panel element {name:?} has no `data.spec.queries` list"
+            ));
+        };
+        let mut targets = Vec::new();
+        for (i, q) in queries.iter().enumerate() {
+            let qs = q.get("spec").unwrap_or(&Value::Null);
+            let Some(query) = qs.get("query").filter(|x| x.is_object()) else {
+                return Err(format!(
+                    "query {} of panel element {name:?} has no `spec.query`",
+                    i + 1
+                ));
+            };
+            let mut t = serde_json::Map::new();
+            // Every field of the query's own spec (expr, legendFormat, instant, ...).
+            if let Some(Value::Object(inner)) = query.get("spec") {
+                t.extend(inner.clone());
+            }
+            t.insert(
+                "refId".into(),
+                qs.get("refId")
+                    .cloned()
+                    .unwrap_or_else(|| json!(((b'A' + (i % 26) as u8) as char).to_string())),
+            );
+            t.insert(
+                "hide".into(),
+                json!(qs.get("hidden").and_then(|h| h.as_bool()).unwrap_or(false)),
+            );
+            match v2_datasource(query, qs.get("datasource")) {
+                Some(ds) => t.insert("datasource".into(), ds),
+                None => t.remove("datasource"),
+            };
+            targets.push(Value::Object(t));
+        }
+        panels.push(json!({
+            "id": es.get("id").cloned().unwrap_or(Value::Null),
+            "title": es.get("title").cloned().unwrap_or_else(|| json!(name)),
+            "type": es.pointer("/vizConfig/group").or_else(|| es.pointer("/vizConfig/kind")).cloned().unwrap_or_else(|| json!("timeseries")),
+            "targets": targets,
+        }));
+    }
+    let mut list = Vec::new();
+    for v in spec
+        .get("variables")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+        let vs = v.get("spec").unwrap_or(&Value::Null);
+        let Some(name) = vs.get("name").and_then(|n| n.as_str()) else {
+            continue;
+        };
+        let mut out = serde_json::Map::new();
+        out.insert("name".into(), json!(name));
+        for key in ["current", "options", "includeAll", "allValue", "regex"] {
+            if let Some(x) = vs.get(key) {
+                out.insert(key.into(), x.clone());
+            }
+        }
+        let kind = match kind {
+            "QueryVariable" => {
+                if let Some(q) = vs.get("query") {
+                    let text = q
+                        .pointer("/spec/query")
+                        .or_else(|| q.pointer("/spec/expr"))
+                        .cloned()
+                        .unwrap_or_else(|| if q.is_string() { q.clone() } else { json!("") });
+                    out.insert("query".into(), json!({ "query": text }));
+                    if let Some(ds) = v2_datasource(q, vs.get("datasource")) {
+                        out.insert("datasource".into(), ds);
+                    }
+                }
+                "query"
+            }
+            "DatasourceVariable" => {
+                let plugin = vs
+                    .get("pluginId")
+                    .cloned()
+                    .unwrap_or_else(|| json!("prometheus"));
+                out.insert("query".into(), plugin);
+                "datasource"
+            }
+            "CustomVariable" => "custom",
+            "ConstantVariable" => "constant",
+            "TextVariable" => "textbox",
+            "IntervalVariable" => "interval",
+            "AdhocVariable" => "adhoc",
+            "GroupByVariable" => "groupby",
+            _ => "",
+        };
+        if !matches!(kind, "query" | "datasource")
+            && let Some(q) = vs.get("query")
+        {
+            out.insert("query".into(), q.clone());
+        }
+        out.insert("type".into(), json!(kind));
+        list.push(Value::Object(out));
+    }
+    let mut model = json!({
+        "title": spec.get("title").cloned().unwrap_or(Value::Null),
+        "schemaVersion": "v2",
+        "panels": panels,
+        "templating": { "list": list },
+    });
+    if let Some(t) = spec.get("timeSettings") {
+        model["time"] = json!({
+            "from": t.get("from").cloned().unwrap_or_else(|| json!("now-6h")),
+            "to": t.get("to").cloned().unwrap_or_else(|| json!("now")),
+        });
+    }
+    Ok(model)
+}
+
 /// Grafana's `roundInterval` (rangeutil.ts): the nearest "nice" interval, in seconds.
 fn round_interval(seconds: f64) -> f64 {
     // (below this many seconds, round to this many)
@@ -701,7 +939,21 @@ pub async fn scan(
             return report;
         }
     };
-    let model = doc.get("dashboard").cloned().unwrap_or(Value::Null);
+    let model = match dashboard_model(&doc) {
+        Ok(m) => m,
+        Err(why) => {
+            if let Some(t) = doc
+                .pointer("/dashboard/title")
+                .or_else(|| doc.pointer("/dashboard/spec/title"))
+                .or_else(|| doc.pointer("/spec/title"))
+                .and_then(|t| t.as_str())
+            {
+                report.title = t.to_string();
+            }
+            report.problem = Some(format!("cannot read this dashboard: {why}"));
+            return report;
+        }
+    };
     report.title = model
         .get("title")
         .and_then(|t| t.as_str())
@@ -721,6 +973,15 @@ pub async fn scan(
         (Some(f), Some(t)) if f > t => f - t,
         _ => 6.0 * 3600.0,
     };
+    // A range Grafana would not draw either (`now-500000000000y`) is this dashboard's problem,
+    // not a reason to overflow the clock.
+    if range_s > crate::settings::MAX_DURATION.as_secs_f64() {
+        report.problem = Some(format!(
+            "its time range {from} to {to} is longer than 10 years: set a shorter one (Dashboard settings > Time options)"
+        ));
+        report.time = (from, to);
+        return report;
+    }
     report.time = (from, to);
     report.window = dur(range_s);
     let default_ds = datasources

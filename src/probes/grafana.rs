@@ -261,6 +261,10 @@ async fn refused_with_cluster(cx: &CheckCtx, health_url: &str, port: u16) -> Out
     }
 }
 
+/// Why a refused password is sent once per run, never again under `--wait`.
+const LOCKOUT: &str =
+    "a refused password is sent once, as Grafana locks an account after 5 failed logins";
+
 /// `kind = "grafana.login"`: the credentials (or token) are accepted.
 #[derive(Debug)]
 pub struct Login;
@@ -421,6 +425,7 @@ impl Probe for Login {
                             .unwrap_or_default();
                         if id == "login-attempt.blocked" {
                             return Outcome::fail(format!("Grafana blocks logins for {user} after too many failed attempts"))
+                                .no_retry(LOCKOUT)
                                 .evidence("user", user)
                                 .remedy("# wait 5 minutes before trying again, then give the right password:\nexport GRAFANA_PASSWORD='<password>'");
                         }
@@ -428,6 +433,7 @@ impl Probe for Login {
                             "Grafana refused user {user}: HTTP {} {msg}",
                             a.status
                         ))
+                        .no_retry(LOCKOUT)
                         .evidence("user", user)
                         .evidence("default_password_tried", *defaulted)
                         .remedy({

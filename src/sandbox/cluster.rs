@@ -1083,9 +1083,7 @@ impl ClusterSim {
             tempdir: None,
         };
         // From here on, an error drops `sim`, which stops everything.
-        let dir = tempfile::Builder::new()
-            .prefix("msa-doctor-cluster-")
-            .tempdir()?;
+        let dir = crate::sandbox::hygiene::owned_tempdir("msa-doctor-cluster-")?;
         let path = dir.path().join("kubeconfig");
         std::fs::write(&path, sim.kubeconfig())?;
         sim.kubeconfig_path = path;

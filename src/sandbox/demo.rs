@@ -4,17 +4,18 @@
 //! panic), every child process is stopped and every temporary file removed: the stack lives in
 //! values whose drop does that.
 
+use crate::app::Emitted;
 use crate::cli::DemoArgs;
 use crate::config::ConfigError;
 use crate::exit_code;
 use crate::sandbox::faults::{Fault, FaultSet};
 use crate::sandbox::stack::{Stack, StackOptions};
 use crate::settings::Settings;
-use std::io::Write;
 use std::time::Duration;
 
-/// The exit code after Ctrl-C or SIGTERM interrupted a run (128 + SIGINT, as shells report).
-pub const INTERRUPTED: i32 = 130;
+/// The exit code after Ctrl-C, SIGTERM or SIGHUP interrupted a run (128 + SIGINT, as shells
+/// report).
+pub const INTERRUPTED: i32 = crate::app::INTERRUPTED;
 
 /// How long the demo waits for warm data before running the checks anyway.
 const WARM_UP: Duration = Duration::from_secs(20);
@@ -55,24 +56,15 @@ fn fault_names(faults: &FaultSet) -> String {
     }
 }
 
-/// Resolves when the process receives Ctrl-C (SIGINT) or SIGTERM, with the signal's name. A
-/// handler that cannot be installed never resolves (the default action then still applies).
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    async fn wait(kind: SignalKind) {
-        match signal(kind) {
-            Ok(mut s) => {
-                if s.recv().await.is_none() {
-                    std::future::pending::<()>().await;
-                }
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    }
-    tokio::select! {
-        _ = wait(SignalKind::interrupt()) => "SIGINT",
-        _ = wait(SignalKind::terminate()) => "SIGTERM",
-    }
+use crate::app::interrupted;
+
+/// A line on stderr that cannot panic: after SIGHUP the terminal is gone and `eprintln!`
+/// would panic on the failed write, before the stack is stopped.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
 }
 
 /// The settings of a demo run: the stack's connection and credentials, the report options of
@@ -104,8 +96,7 @@ fn sh(s: &str) -> String {
 /// Starts the practice stack and runs the checklist against it; returns the exit code.
 pub async fn run(args: DemoArgs) -> Result<i32, ConfigError> {
     if args.list_faults {
-        print!("{}", list_faults());
-        return Ok(exit_code::OK);
+        return Ok(crate::app::emit(&list_faults(), exit_code::OK));
     }
     let faults = parse_faults(&args.faults)?;
     if args.report.config.is_some() {
@@ -136,7 +127,7 @@ pub async fn run(args: DemoArgs) -> Result<i32, ConfigError> {
     let started = tokio::select! {
         r = Stack::start(opts) => r,
         sig = interrupted() => {
-            eprintln!("msa-doctor: {sig} while starting the practice stack; stopped it");
+            say!("msa-doctor: {sig} while starting the practice stack; stopped it");
             return Ok(INTERRUPTED);
         }
     };
@@ -144,11 +135,11 @@ pub async fn run(args: DemoArgs) -> Result<i32, ConfigError> {
         Ok(s) => s,
         Err(e) if e.is_not_installed() => return Err(ConfigError::Usage(e.to_string())),
         Err(e) => {
-            eprintln!("msa-doctor: {e}");
+            say!("msa-doctor: {e}");
             return Ok(exit_code::ERROR);
         }
     };
-    eprintln!(
+    say!(
         "practice stack up in {:.1}s (first scrape after {:.1}s); faults: {}",
         stack.startup.as_secs_f64(),
         stack.time_to_first_scrape.as_secs_f64(),
@@ -160,24 +151,28 @@ pub async fn run(args: DemoArgs) -> Result<i32, ConfigError> {
         w = crate::sandbox::warm::wait_for_data(&stack, WARM_UP) => w,
         sig = interrupted() => {
             stack.shutdown().await;
-            eprintln!("msa-doctor: {sig}: the practice stack is stopped");
+            say!("msa-doctor: {sig}: the practice stack is stopped");
             return Ok(INTERRUPTED);
         }
     };
     match warm {
-        (waited, true) => eprintln!("data warm after {:.1}s more", waited.as_secs_f64()),
-        (waited, false) => eprintln!(
+        (waited, true) => say!("data warm after {:.1}s more", waited.as_secs_f64()),
+        (waited, false) => say!(
             "data still incomplete after {:.0}s (as some faults want); running the checks",
             waited.as_secs_f64()
         ),
     }
 
     if args.keep_running {
-        print_shell_lines(&stack);
-        eprintln!("serving the practice stack until Ctrl-C");
+        if let Emitted::Failed(e) = print_shell_lines(&stack) {
+            stack.shutdown().await;
+            say!("msa-doctor: cannot write to standard output: {e}; the practice stack is stopped");
+            return Ok(exit_code::ERROR);
+        }
+        say!("serving the practice stack until Ctrl-C");
         let sig = interrupted().await;
         stack.shutdown().await;
-        eprintln!("{sig}: practice stack stopped");
+        say!("{sig}: practice stack stopped");
         return Ok(exit_code::OK);
     }
 
@@ -186,53 +181,50 @@ pub async fn run(args: DemoArgs) -> Result<i32, ConfigError> {
         r = crate::app::run_plan(settings.clone(), plan) => r,
         sig = interrupted() => {
             stack.shutdown().await;
-            eprintln!("msa-doctor: {sig}: the practice stack is stopped");
+            say!("msa-doctor: {sig}: the practice stack is stopped");
             return Ok(INTERRUPTED);
         }
     };
-    crate::app::print_report(&report, &settings);
+    let code = crate::app::print_report(
+        &report,
+        &settings,
+        report.summary().exit_code(settings.strict),
+    );
     stack.shutdown().await;
-    Ok(report.summary().exit_code(settings.strict))
+    Ok(code)
 }
 
 /// Shell lines a learner can `eval` to point msa-doctor (and kubectl) at the stack; hints on
-/// stderr. No secret is printed: a changed password is only named by its file.
-fn print_shell_lines(stack: &Stack) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "export MSA_DOCTOR_GRAFANA_URL={}",
-        sh(&stack.grafana_url)
-    );
-    let _ = writeln!(
-        out,
-        "export KUBECONFIG={}",
-        sh(&stack.kubeconfig_path.to_string_lossy())
-    );
-    let _ = writeln!(out, "export GRAFANA_USER={}", sh(&stack.doctor_user));
-    // Commented out: a real user reaches Prometheus only through Grafana's data source proxy,
-    // and querying it directly would hide the data source faults.
-    let _ = writeln!(
-        out,
-        "# export MSA_DOCTOR_PROMETHEUS_URL={}  # to query the database directly",
+/// stderr. No secret is printed: a changed password is only named by its file. A closed
+/// stdout is no reason to stop serving; a failed write is (the caller's to say).
+fn print_shell_lines(stack: &Stack) -> Emitted {
+    let lines = format!(
+        "export MSA_DOCTOR_GRAFANA_URL={}\nexport KUBECONFIG={}\nexport GRAFANA_USER={}\n\
+         # export MSA_DOCTOR_PROMETHEUS_URL={}  # to query the database directly\n",
+        sh(&stack.grafana_url),
+        sh(&stack.kubeconfig_path.to_string_lossy()),
+        sh(&stack.doctor_user),
+        // Commented out: a real user reaches Prometheus only through Grafana's data source
+        // proxy, and querying it directly would hide the data source faults.
         sh(&stack.prometheus_url)
     );
-    let _ = out.flush();
+    let written = crate::app::write_stdout(&lines);
     if stack.doctor_password_defaulted {
-        eprintln!("Grafana credentials: msa-doctor uses the default admin/admin");
+        say!("Grafana credentials: msa-doctor uses the default admin/admin");
     } else {
-        eprintln!(
+        say!(
             "Grafana's admin password is in {}: run msa-doctor --grafana-password-file {}",
             stack.grafana_password_file.display(),
             sh(&stack.grafana_password_file.to_string_lossy())
         );
     }
     if stack.faults.has(Fault::WrongPassword) {
-        eprintln!(
+        say!(
             "(fault wrong-password: admin/admin is refused; the real password is in {})",
             stack.grafana_password_file.display()
         );
     }
+    written
 }
 
 #[cfg(test)]

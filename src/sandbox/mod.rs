@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod demo;
 pub mod faults;
 pub mod grafana;
+pub mod hygiene;
 pub mod kube_api;
 pub mod pods;
 pub mod prom;

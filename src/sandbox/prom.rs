@@ -119,6 +119,8 @@ pub struct Tsdb {
     /// When the newest stale sample was taken (`stale-data` only).
     pub stale_until: Option<SystemTime>,
     child: Child,
+    // Declared after the child: dropped (killed) once the child is.
+    _watchdog: Option<crate::sandbox::hygiene::Watchdog>,
     dir: Option<TempDir>,
 }
 
@@ -735,9 +737,7 @@ impl Tsdb {
         } else {
             None
         };
-        let dir = tempfile::Builder::new()
-            .prefix("msa-doctor-tsdb-")
-            .tempdir()
+        let dir = crate::sandbox::hygiene::owned_tempdir("msa-doctor-tsdb-")
             .map_err(prep("a temporary directory"))?;
         let config_path = dir.path().join(match opts.backend {
             Backend::Prometheus => "prometheus.yml",
@@ -770,7 +770,7 @@ impl Tsdb {
         }
 
         let mut attempt = 0;
-        let (child, url, spawned) = loop {
+        let (child, url, spawned, watchdog) = loop {
             attempt += 1;
             let port = free_port().map_err(prep("a free port"))?;
             let log_path = dir
@@ -801,14 +801,17 @@ impl Tsdb {
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(log))
                 .kill_on_drop(true);
+            // It dies with msa-doctor, even by SIGKILL (Linux; a watchdog elsewhere).
+            crate::sandbox::hygiene::die_with_parent(&mut cmd);
             let spawned = Instant::now();
             let mut child = cmd.spawn().map_err(|e| PromError::Start {
                 what: what(opts.backend),
                 message: format!("cannot run {}: {e}", binary.display()),
             })?;
+            let guard = crate::sandbox::hygiene::guard(child.id());
             let url = format!("http://127.0.0.1:{port}");
             match wait_ready(&client, &url, &mut child, opts.backend, &log_path).await {
-                Ok(()) => break (child, url, spawned),
+                Ok(()) => break (child, url, spawned, guard),
                 Err(message) => {
                     let _ = child.start_kill();
                     let _ = child.wait().await;
@@ -831,6 +834,7 @@ impl Tsdb {
             config_path,
             stale_until: stale.as_ref().map(|s| s.2),
             child,
+            _watchdog: watchdog,
             dir: Some(dir),
         };
         let slow = opts.faults.has(Fault::SlowScrape);

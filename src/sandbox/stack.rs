@@ -108,9 +108,9 @@ impl Stack {
         let t0 = Instant::now();
         // Fail fast on a missing binary, before anything is started.
         crate::sandbox::prom::find_binary(opts.prometheus_bin.as_deref(), opts.backend)?;
-        let dir = tempfile::Builder::new()
-            .prefix("msa-doctor-stack-")
-            .tempdir()
+        // What a stack killed by SIGKILL left behind goes first.
+        crate::sandbox::hygiene::remove_stale_dirs();
+        let dir = crate::sandbox::hygiene::owned_tempdir("msa-doctor-stack-")
             .map_err(StackError::Prepare)?;
         let faults = opts.faults.clone();
         let grafana_password =
