@@ -250,8 +250,15 @@ impl PromApi {
         if let Some(s) = &self.session {
             req = s.apply(req);
         }
+        // The targets of a large cluster run to tens of MiB: they may use the run's whole
+        // budget; every other answer the usual cap.
+        let cap = if path == "targets" {
+            super::http::RUN_BUDGET
+        } else {
+            super::http::MAX_BODY
+        };
         self.transport
-            .send(call, req, self.call_timeout(), self.lane)
+            .send_capped(call, req, self.call_timeout(), self.lane, cap)
             .await
     }
 

@@ -42,9 +42,8 @@ impl Dashboards {
 
 #[async_trait::async_trait]
 impl Probe for Dashboards {
-    fn eager(&self) -> bool {
-        true
-    }
+    // Not eager: the scan starts only once the checks it needs have passed, so its many
+    // queries never compete with the guide's chain.
 
     async fn run(&self, cx: &CheckCtx) -> Outcome {
         let session = cx.facts.wait::<GrafanaSession>().await;
