@@ -263,14 +263,30 @@ impl PromApi {
     }
 
     /// Calls `/api/v1/<path>` and decodes the envelope's `data` as `T`.
-    pub async fn get_as<T: DeserializeOwned>(
+    pub async fn get_as<T: DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         params: &[(&str, String)],
     ) -> Result<T, CallError> {
         let call = self.call_name(path, params);
         let a = self.raw(&call, path, params).await?;
-        decode(&call, &a, self.session.is_some())
+        let via_grafana = self.session.is_some();
+        if a.body.len() < 1024 * 1024 {
+            return decode(&call, &a, via_grafana);
+        }
+        // A large answer is decoded off the async threads, so other checks keep running,
+        // and within the call's deadline.
+        let left = self.call_timeout();
+        let c = call.clone();
+        let job = tokio::task::spawn_blocking(move || decode(&c, &a, via_grafana));
+        match tokio::time::timeout(left, job).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(CallError::new(
+                call,
+                ErrorKind::Local("the answer's decoding stopped".into()),
+            )),
+            Err(_) => Err(CallError::new(call, ErrorKind::TimedOut(self.timeout))),
+        }
     }
 
     /// Calls `/api/v1/<path>` and returns the envelope's `data`.
@@ -456,19 +472,25 @@ impl PromApi {
 /// Decodes Prometheus's envelope, or says why the answer is not one.
 fn decode<T: DeserializeOwned>(call: &str, a: &Answer, via_grafana: bool) -> Result<T, CallError> {
     let err = |k: ErrorKind| CallError::new(call, k);
-    if let Ok(env) = serde_json::from_slice::<Envelope<T>>(&a.body) {
-        if env.status == "success" {
+    // One pass over the body, however large: the parser's own error says what is wrong.
+    let first = match serde_json::from_slice::<Envelope<T>>(&a.body) {
+        Ok(env) if env.status == "success" => {
             return env
                 .data
                 .ok_or_else(|| err(ErrorKind::Undecodable("a success without `data`".into())));
         }
-        if env.status == "error" {
+        Ok(env) if env.status == "error" => {
             return Err(err(ErrorKind::Api {
                 error_type: env.error_type.unwrap_or_else(|| "error".into()),
                 error: super::redact::clean(&env.error.unwrap_or_default()),
             }));
         }
-    }
+        Ok(env) => Err(format!(
+            "an envelope with status {:?}",
+            cut(&env.status, 40)
+        )),
+        Err(e) => Ok(e),
+    };
     if a.status == 401 || a.status == 403 {
         return Err(err(ErrorKind::Forbidden(format!(
             "HTTP {} {}",
@@ -485,14 +507,22 @@ fn decode<T: DeserializeOwned>(call: &str, a: &Answer, via_grafana: bool) -> Res
     if a.status != 200 {
         return Err(a.status_error(call));
     }
-    // 200, but not the envelope: say whether it is JSON of another shape or not JSON at all.
-    let why = match serde_json::from_slice::<Envelope<Value>>(&a.body) {
-        Ok(_) => "the answer's `data` is not of the expected shape".to_string(),
-        Err(e) if e.is_eof() => format!("the JSON is cut short after {} bytes", a.body.len()),
-        Err(_) if a.is_html() => "an HTML page, not Prometheus's API".to_string(),
-        Err(_) => match serde_json::from_slice::<Value>(&a.body) {
-            Ok(_) => "JSON that is not Prometheus's envelope".to_string(),
-            Err(e) => format!("not JSON ({e}): {}", a.excerpt(80)),
+    // 200, but not the envelope: say whether it is cut short, not JSON, or another shape.
+    let why = match first {
+        Err(other) => other,
+        Ok(e) => match e.classify() {
+            serde_json::error::Category::Eof => {
+                format!("the JSON is cut short after {} bytes", a.body.len())
+            }
+            serde_json::error::Category::Syntax if a.is_html() => {
+                "an HTML page, not Prometheus's API".to_string()
+            }
+            serde_json::error::Category::Syntax | serde_json::error::Category::Io => {
+                format!("not JSON ({e}): {}", a.excerpt(80))
+            }
+            serde_json::error::Category::Data => {
+                format!("the answer is not of the expected shape ({e})")
+            }
         },
     };
     Err(err(ErrorKind::Undecodable(why)))
