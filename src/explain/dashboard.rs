@@ -24,9 +24,31 @@ pub struct GrafanaApi {
 
 /// A panel query's evaluation and explanation.
 type PanelAnswer = (
-    Result<(QueryResult, usize), String>,
-    Option<Result<Explanation, String>>,
+    Result<(QueryResult, usize), PanelError>,
+    Option<Result<Explanation, PanelError>>,
 );
+
+/// Why a panel query has no answer: it failed, or the deadline came first.
+#[derive(Clone, Debug)]
+enum PanelError {
+    Failed(String),
+    NotReached,
+}
+
+impl PanelError {
+    fn of_call(e: &crate::clients::CallError) -> Self {
+        match e.kind {
+            crate::clients::ErrorKind::TimedOut(_) => PanelError::NotReached,
+            _ => PanelError::Failed(e.to_string()),
+        }
+    }
+    fn of_explain(e: super::ExplainError) -> Self {
+        match e {
+            super::ExplainError::Prom(c) => Self::of_call(&c),
+            other => PanelError::Failed(other.to_string()),
+        }
+    }
+}
 
 /// Panel queries already asked in this scan, by data source, query and window: a query that
 /// several dashboards share is asked once.
@@ -71,14 +93,24 @@ impl GrafanaApi {
             m.entry(key).or_default().clone()
         };
         cell.get_or_init(|| async {
+            // Past the deadline, nothing more is asked: the scan returns what it has.
+            if self.grafana.deadline.is_some_and(|d| {
+                d.saturating_duration_since(std::time::Instant::now())
+                    .as_millis()
+                    < 20
+            }) {
+                return (Err(PanelError::NotReached), None);
+            }
             let api = self.prom(ds);
             match evaluate(&api, query, opts.window).await {
                 Ok((QueryResult::Data, n)) => (Ok((QueryResult::Data, n)), None),
                 Ok((r, n)) => {
-                    let ex = explain(&api, query, opts).await.map_err(|e| e.to_string());
+                    let ex = explain(&api, query, opts)
+                        .await
+                        .map_err(PanelError::of_explain);
                     (Ok((r, n)), Some(ex))
                 }
-                Err(e) => (Err(e.to_string()), None),
+                Err(e) => (Err(PanelError::of_call(&e)), None),
             }
         })
         .await
@@ -146,6 +178,8 @@ pub enum PanelStatus {
     NotPrometheus,
     /// The query could not run.
     Error,
+    /// The scan's deadline came before this query was answered (partial results).
+    NotReached,
 }
 
 /// One panel query's finding.
@@ -196,7 +230,10 @@ impl DashboardReport {
         self.panels.iter().filter(|p| {
             !matches!(
                 p.status,
-                PanelStatus::Data | PanelStatus::Zero | PanelStatus::NotPrometheus
+                PanelStatus::Data
+                    | PanelStatus::Zero
+                    | PanelStatus::NotPrometheus
+                    | PanelStatus::NotReached
             )
         })
     }
@@ -1174,16 +1211,23 @@ pub async fn scan(
                                         f.detail = ex.root_cause.clone().unwrap_or_else(|| "no data".into());
                                         f.explanation = Some(ex);
                                     }
-                                    Some(Err(e)) => {
+                                    Some(Err(PanelError::Failed(e))) => {
                                         f.status = PanelStatus::Error;
                                         f.detail = e.lines().next().unwrap_or("").to_string();
+                                    }
+                                    Some(Err(PanelError::NotReached)) => {
+                                        f.detail = "no data (not explained: the deadline came first)".into();
                                     }
                                     None => f.detail = "no data".into(),
                                 }
                             }
-                            (Err(e), _) => {
+                            (Err(PanelError::Failed(e)), _) => {
                                 f.status = PanelStatus::Error;
                                 f.detail = e;
+                            }
+                            (Err(PanelError::NotReached), _) => {
+                                f.status = PanelStatus::NotReached;
+                                f.detail = "not reached before the deadline".into();
                             }
                         }
                         f
