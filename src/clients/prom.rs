@@ -94,9 +94,14 @@ type Cell<V> = Arc<OnceCell<Result<V, CallError>>>;
 #[derive(Default)]
 pub struct PromMemo {
     targets: OnceCell<Result<Arc<Targets>, CallError>>,
+    intervals: OnceCell<Result<Arc<BTreeMap<String, Duration>>, CallError>>,
+    liveness: Mutex<HashMap<u64, (Instant, Cell<Liveness>)>>,
     labels: Mutex<HashMap<String, (Instant, Cell<Arc<Vec<String>>>)>>,
     metadata: Mutex<HashMap<String, Cell<Value>>>,
 }
+
+/// Prometheus's own liveness over a window: `count(up)` as a range, and now.
+pub type Liveness = (Arc<Vec<Series>>, Arc<Vec<Sample>>);
 
 /// How long a memoised label list is reused.
 const LABELS_FRESH: Duration = Duration::from_secs(30);
@@ -452,6 +457,146 @@ impl PromApi {
             .await
             .clone();
         r.map(|v| (*v).clone())
+    }
+
+    /// Several instant queries in one request: each is tagged with a label of its own and
+    /// joined with `or`, and the answer is split back. Where the server refuses the batch (a
+    /// query it does not know, a scalar), they are asked one by one.
+    pub async fn instant_batch(&self, queries: &[String]) -> Result<Vec<Vec<Sample>>, CallError> {
+        const TAG: &str = "__msa_doctor_q";
+        if queries.len() <= 1 {
+            let mut out = Vec::new();
+            for q in queries {
+                out.push(self.instant(q, None).await?);
+            }
+            return Ok(out);
+        }
+        let joined = queries
+            .iter()
+            .enumerate()
+            .map(|(i, q)| format!("label_replace(({q}), \"{TAG}\", \"{i}\", \"\", \"\")"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        match self.instant(&joined, None).await {
+            Ok(samples) => {
+                let mut out: Vec<Vec<Sample>> = vec![Vec::new(); queries.len()];
+                for mut s in samples {
+                    let Some(i) = s.metric.remove(TAG).and_then(|i| i.parse::<usize>().ok()) else {
+                        return Err(CallError::new(
+                            format!("the batch of {} queries at {}", queries.len(), self.via),
+                            ErrorKind::Undecodable("a sample without its query's tag".into()),
+                        ));
+                    };
+                    if let Some(v) = out.get_mut(i) {
+                        v.push(s);
+                    }
+                }
+                Ok(out)
+            }
+            Err(CallError {
+                kind: ErrorKind::Api { .. },
+                ..
+            }) => {
+                let all =
+                    futures::future::join_all(queries.iter().map(|q| self.instant(q, None))).await;
+                all.into_iter().collect()
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The scrape interval of every job with an `up` target, once per run: from the targets
+    /// API (Prometheus), else (VictoriaMetrics) from the spacing of each job's `up` samples
+    /// over the last 10 minutes, in one query.
+    pub async fn scrape_intervals(&self) -> Result<Arc<BTreeMap<String, Duration>>, CallError> {
+        self.memo
+            .intervals
+            .get_or_init(|| async {
+                let t = self.targets().await?;
+                let mut out = BTreeMap::new();
+                let mut unknown: Vec<&Target> = Vec::new();
+                for x in t.active_targets.iter().filter(|x| x.health == "up") {
+                    let Some(job) = x.labels.get("job") else {
+                        continue;
+                    };
+                    if out.contains_key(job) {
+                        continue;
+                    }
+                    match prom_duration(&x.scrape_interval) {
+                        Some(d) => {
+                            out.insert(job.clone(), d);
+                        }
+                        None => unknown.push(x),
+                    }
+                }
+                if unknown.is_empty() {
+                    return Ok(Arc::new(out));
+                }
+                // VictoriaMetrics: tlast/tfirst_over_time are the samples' own times.
+                let q = "max by (job) ((tlast_over_time(up[10m]) - tfirst_over_time(up[10m])) / (count_over_time(up[10m]) - 1))";
+                match self.instant(q, None).await {
+                    Ok(v) => {
+                        for s in v {
+                            if let Some(job) = s.metric.get("job")
+                                && s.value.is_finite()
+                                && s.value > 0.0
+                                && s.value < 3600.0
+                                && !out.contains_key(job)
+                            {
+                                let secs = (s.value * 10.0).round() / 10.0;
+                                out.insert(job.clone(), Duration::from_secs_f64(secs));
+                            }
+                        }
+                    }
+                    // Prometheus without the interval in its targets (never seen, but):
+                    // target by target.
+                    Err(CallError {
+                        kind: ErrorKind::Api { .. },
+                        ..
+                    }) => {
+                        for x in unknown {
+                            if let Some(job) = x.labels.get("job")
+                                && !out.contains_key(job)
+                                && let Some(d) = scrape_interval(self, x).await?
+                            {
+                                out.insert(job.clone(), d);
+                            }
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+                Ok(Arc::new(out))
+            })
+            .await
+            .clone()
+    }
+
+    /// `count(up)` over the window (one point a `window / 60`) and now: whether Prometheus
+    /// itself was there. Asked once per window in a run (reused for 30 s).
+    pub async fn liveness(&self, window: Duration) -> Result<Liveness, CallError> {
+        let key = window.as_secs();
+        let cell = {
+            let mut m = self.memo.liveness.lock().unwrap_or_else(|e| e.into_inner());
+            match m.get(&key) {
+                Some((at, c)) if at.elapsed() < LABELS_FRESH => c.clone(),
+                _ => {
+                    let c: Cell<Liveness> = Arc::default();
+                    m.insert(key, (Instant::now(), c.clone()));
+                    c
+                }
+            }
+        };
+        cell.get_or_init(|| async {
+            let end = now();
+            let step = (window.as_secs_f64() / 60.0).max(1.0);
+            let (range, at) = tokio::join!(
+                self.range("count(up)", end - window.as_secs_f64(), end, step),
+                self.instant("count(up)", Some(end))
+            );
+            Ok((Arc::new(range?), Arc::new(at?)))
+        })
+        .await
+        .clone()
     }
 
     /// The metadata of a metric (`/api/v1/metadata?metric=`), once per run.
