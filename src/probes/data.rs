@@ -265,19 +265,17 @@ impl Probe for TimeRange {
                 .filter_map(|t| prom_duration(&t.scrape_interval))
                 .max();
             if interval.is_none() {
-                // Young targets may have a single sample yet: ask about each, keep the longest.
-                let found = futures::future::join_all(
-                    mine.iter().map(|t| super::prom::scrape_interval(&api, t)),
-                )
-                .await;
-                let mut known = Vec::new();
-                for f in found {
-                    match f {
-                        Ok(d) => known.extend(d),
-                        Err(e) => return call_failed(cx, &e),
-                    }
-                }
-                interval = known.into_iter().max();
+                // No interval in the targets API (VictoriaMetrics): the jobs' measured ones,
+                // asked once per run.
+                let by_job = match api.scrape_intervals().await {
+                    Ok(m) => m,
+                    Err(e) => return call_failed(cx, &e),
+                };
+                interval = mine
+                    .iter()
+                    .filter_map(|t| t.labels.get("job").and_then(|j| by_job.get(j)))
+                    .max()
+                    .copied();
             }
             if let Some(iv) = interval {
                 o_evidence.insert("scrape_interval".into(), json!(window_str(iv)));

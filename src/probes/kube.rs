@@ -609,9 +609,24 @@ impl Probe for ScrapeAnnotations {
         let list: Vec<Deployment> = match list {
             Ok(l) => l.to_vec(),
             Err(e) => {
-                if matches!(e.kind, crate::clients::ErrorKind::Forbidden(_)) {
-                    return Outcome::error(e.to_string()).remedy(format!(
-                        "# grant read access to the user msa-doctor runs as:\nkubectl create role msa-doctor-read -n {ns} --verb=get,list,watch --resource=deployments,statefulsets,pods,services,endpoints\nkubectl create rolebinding msa-doctor-read -n {ns} --role=msa-doctor-read --user=<your user>\n# or check yours:\nkubectl auth can-i list deployments -n {ns}"
+                if let crate::clients::ErrorKind::Forbidden(why) = &e.kind {
+                    // Bind the role to the subject the API server named.
+                    let subject = why
+                        .split("User \"")
+                        .nth(1)
+                        .and_then(|r| r.split('"').next())
+                        .map(|u| match u.strip_prefix("system:serviceaccount:") {
+                            Some(sa) => format!("--serviceaccount={sa}"),
+                            None => format!("--user={}", crate::probes::shell_quote(u)),
+                        })
+                        .unwrap_or_else(|| "--user=\"$(kubectl auth whoami -o jsonpath='{.status.userInfo.username}')\"".into());
+                    return Outcome::error(format!(
+                        "no permission to list Deployments in {ns}: {}",
+                        e.reason()
+                    ))
+                    .remedy(format!(
+                        "# grant read access to what msa-doctor reads, to the subject the API server named:\nkubectl create role msa-doctor-read -n {ns} --verb=get,list,watch --resource=deployments,statefulsets,pods,services,endpoints\nkubectl create rolebinding msa-doctor-read -n {ns} --role=msa-doctor-read {subject}\n# check:\nkubectl auth can-i list deployments -n {ns} {as_}",
+                        as_ = subject.replace("--serviceaccount=", "--as=system:serviceaccount:").replace("--user=", "--as=")
                     ));
                 }
                 return Outcome::error(e.to_string());
