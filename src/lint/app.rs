@@ -114,7 +114,7 @@ impl Module {
             .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
             .unwrap_or_default();
         let mut map: BTreeMap<String, Prop> = BTreeMap::new();
-        let mut layers: Vec<(Option<String>, Vec<(String, Prop)>)> = Vec::new();
+        let mut layers: Vec<Layer> = Vec::new();
         for (file, profile, text) in &self.configs {
             if file.ends_with(".properties") {
                 layers.push((profile.clone(), properties(file, text)));
@@ -159,6 +159,9 @@ impl Module {
         Props { map }
     }
 }
+
+/// Properties of one file or YAML document, with the profile they apply to (`None`: always).
+type Layer = (Option<String>, Vec<(String, Prop)>);
 
 /// Spring properties by canonical key (lower case, without dashes).
 #[derive(Debug, Default)]
@@ -258,7 +261,9 @@ pub fn expected(props: &Props) -> Expected {
     for part in [
         context.map(|p| p.value).unwrap_or_default(),
         base.map(|p| p.value).unwrap_or_else(|| "/actuator".into()),
-        mapping.map(|p| p.value).unwrap_or_else(|| "prometheus".into()),
+        mapping
+            .map(|p| p.value)
+            .unwrap_or_else(|| "prometheus".into()),
     ] {
         let part = part.trim_matches('/');
         if !part.is_empty() {
@@ -304,7 +309,7 @@ fn properties(file: &str, text: &str) -> Vec<(String, Prop)> {
 }
 
 /// Each YAML document's properties, flattened, with the profile it is activated on.
-fn yaml_props(file: &str, text: &str) -> Vec<(Option<String>, Vec<(String, Prop)>)> {
+fn yaml_props(file: &str, text: &str) -> Vec<Layer> {
     let s = yaml::parse(text);
     s.docs
         .iter()
@@ -313,9 +318,7 @@ fn yaml_props(file: &str, text: &str) -> Vec<(Option<String>, Vec<(String, Prop)
             flatten(file, "", d, &mut out);
             let profile = out
                 .iter()
-                .find(|(k, _)| {
-                    k == "spring.config.activate.onprofile" || k == "spring.profiles"
-                })
+                .find(|(k, _)| k == "spring.config.activate.onprofile" || k == "spring.profiles")
                 .map(|(_, p)| p.value.clone());
             (profile, out)
         })
@@ -447,11 +450,7 @@ fn catalog(text: &str) -> BTreeMap<String, String> {
             let id = v
                 .as_str()
                 .map(|s| s.split(':').next().unwrap_or(s).to_string())
-                .or_else(|| {
-                    v.get("id")
-                        .and_then(|i| i.as_str())
-                        .map(str::to_string)
-                });
+                .or_else(|| v.get("id").and_then(|i| i.as_str()).map(str::to_string));
             if let Some(id) = id {
                 out.insert(format!("plugins.{}", dotted(alias)), id);
             }
@@ -472,14 +471,16 @@ pub fn modules(files: &[PathBuf]) -> Vec<Module> {
     let builds: Vec<&PathBuf> = files
         .iter()
         .filter(|f| {
-            f.file_name().is_some_and(|n| {
-                n == "build.gradle" || n == "build.gradle.kts" || n == "pom.xml"
-            })
+            f.file_name()
+                .is_some_and(|n| n == "build.gradle" || n == "build.gradle.kts" || n == "pom.xml")
         })
         .collect();
     let deps_re = regex::Regex::new(r"^\s*dependencies\s*\{").ok();
     let pom_deps_re = regex::Regex::new(r"<dependencies>").ok();
-    let jib_re = regex::Regex::new(r#"(?s)\bto\s*\{[^}]*?image\s*=\s*['"]([^'"]+)['"]|<to>\s*<image>([^<]+)</image>"#).ok();
+    let jib_re = regex::Regex::new(
+        r#"(?s)\bto\s*\{[^}]*?image\s*=\s*['"]([^'"]+)['"]|<to>\s*<image>([^<]+)</image>"#,
+    )
+    .ok();
     let parent_re = regex::Regex::new(r"(?s)<parent>.*?</parent>").ok();
     let artifact_re = regex::Regex::new(r"<artifactId>([^<]+)</artifactId>").ok();
     let mut out = Vec::new();
@@ -498,7 +499,10 @@ pub fn modules(files: &[PathBuf]) -> Vec<Module> {
             for pb in &builds {
                 if pb.parent() == Some(parent) {
                     let t = read(pb);
-                    if kind == BuildKind::Maven || t.contains("subprojects") || t.contains("allprojects") {
+                    if kind == BuildKind::Maven
+                        || t.contains("subprojects")
+                        || t.contains("allprojects")
+                    {
                         deps.push('\n');
                         deps.push_str(&strip(&t, pb.ends_with("pom.xml")));
                     }
@@ -583,7 +587,11 @@ pub fn modules(files: &[PathBuf]) -> Vec<Module> {
             m.configs.push((show(f), profile, read(f)));
         } else if matches!(ext, "java" | "kt") && m.security.is_none() {
             let t = read(f);
-            for pat in ["SecurityFilterChain", "@EnableWebSecurity", "WebSecurityConfigurerAdapter"] {
+            for pat in [
+                "SecurityFilterChain",
+                "@EnableWebSecurity",
+                "WebSecurityConfigurerAdapter",
+            ] {
                 if let Some(i) = t.lines().position(|l| l.contains(pat)) {
                     m.security = Some((show(f), i as u32 + 1, t.contains("actuator")));
                     break;
@@ -593,7 +601,8 @@ pub fn modules(files: &[PathBuf]) -> Vec<Module> {
     }
     for m in &mut out {
         // application.yml before its profiles, so that the profile files override it.
-        m.configs.sort_by(|a, b| a.1.is_some().cmp(&b.1.is_some()).then(a.0.cmp(&b.0)));
+        m.configs
+            .sort_by(|a, b| a.1.is_some().cmp(&b.1.is_some()).then(a.0.cmp(&b.0)));
     }
     out
 }
@@ -602,7 +611,14 @@ pub fn modules(files: &[PathBuf]) -> Vec<Module> {
 pub fn stem(name: &str) -> &str {
     let mut s = name;
     for suf in [
-        "-deployment", "-deploy", "-service", "-svc", "-server", "-app", "-api", "-ms",
+        "-deployment",
+        "-deploy",
+        "-service",
+        "-svc",
+        "-server",
+        "-app",
+        "-api",
+        "-ms",
     ] {
         if let Some(x) = s.strip_suffix(suf)
             && !x.is_empty()
@@ -622,7 +638,11 @@ pub fn image_name(image: &str) -> &str {
 
 /// The module that builds a workload's images, if any: by jib image, folder name, artifactId,
 /// or the workload's own name, in that order.
-pub fn module_for<'m>(modules: &'m [Module], workload: &str, images: &[&str]) -> Option<&'m Module> {
+pub fn module_for<'m>(
+    modules: &'m [Module],
+    workload: &str,
+    images: &[&str],
+) -> Option<&'m Module> {
     let names: Vec<&str> = images.iter().map(|i| image_name(i)).collect();
     let by = |f: &dyn Fn(&Module) -> bool| modules.iter().find(|m| f(m));
     by(&|m| {
@@ -633,10 +653,7 @@ pub fn module_for<'m>(modules: &'m [Module], workload: &str, images: &[&str]) ->
     .or_else(|| by(&|m| names.contains(&m.name.as_str())))
     .or_else(|| by(&|m| m.artifact.as_deref().is_some_and(|a| names.contains(&a))))
     .or_else(|| {
-        by(&|m| {
-            names.iter().any(|n| stem(n) == stem(&m.name))
-                || stem(workload) == stem(&m.name)
-        })
+        by(&|m| names.iter().any(|n| stem(n) == stem(&m.name)) || stem(workload) == stem(&m.name))
     })
 }
 
@@ -703,7 +720,9 @@ mod tests {
         let props = Props {
             map: y[0].1.iter().cloned().collect(),
         };
-        let (l, p) = props.list("management.endpoints.web.exposure.include").unwrap();
+        let (l, p) = props
+            .list("management.endpoints.web.exposure.include")
+            .unwrap();
         assert_eq!(l, vec!["health", "prometheus"]);
         assert_eq!(p.line, 6);
         let pr = properties("a.properties", "# c\nserver.port=8081\n");

@@ -258,7 +258,10 @@ pub fn read(paths: &[PathBuf], stdin: Option<String>, tools: &Tools) -> Inputs {
     // Helm charts: their folders hold templates, not YAML.
     let charts: Vec<PathBuf> = manifest_files
         .iter()
-        .filter(|p| p.file_name().is_some_and(|n| n == "Chart.yaml" || n == "Chart.yml"))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n == "Chart.yaml" || n == "Chart.yml")
+        })
         .filter_map(|p| p.parent().map(Path::to_path_buf))
         .collect();
     let in_chart = |p: &Path| charts.iter().any(|c| p.starts_with(c));
@@ -321,10 +324,8 @@ pub fn read(paths: &[PathBuf], stdin: Option<String>, tools: &Tools) -> Inputs {
     for k in kust.values() {
         patch_files.extend(k.patches.iter().cloned());
     }
-    let referenced: BTreeSet<PathBuf> = kust
-        .values()
-        .flat_map(|k| k.dirs.iter().cloned())
-        .collect();
+    let referenced: BTreeSet<PathBuf> =
+        kust.values().flat_map(|k| k.dirs.iter().cloned()).collect();
     let mut roots: Vec<&PathBuf> = kdirs.iter().filter(|d| !referenced.contains(*d)).collect();
     roots.sort();
     let mut consumed: BTreeSet<PathBuf> = BTreeSet::new();
@@ -451,8 +452,7 @@ pub fn read(paths: &[PathBuf], stdin: Option<String>, tools: &Tools) -> Inputs {
                     Severity::Warning,
                     &chart_file,
                     1,
-                    "a Helm chart; `helm` is not on PATH, so its templates were not checked"
-                        .into(),
+                    "a Helm chart; `helm` is not on PATH, so its templates were not checked".into(),
                 )
             });
             continue;
@@ -488,7 +488,10 @@ pub fn read(paths: &[PathBuf], stdin: Option<String>, tools: &Tools) -> Inputs {
                 inp.findings.push(Finding::file(
                     "yaml-syntax",
                     Severity::Error,
-                    template.as_ref().map(|t| t.0.as_str()).unwrap_or(&chart_file),
+                    template
+                        .as_ref()
+                        .map(|t| t.0.as_str())
+                        .unwrap_or(&chart_file),
                     1,
                     format!("the chart renders invalid YAML: {}", e.message),
                 ));
@@ -571,11 +574,16 @@ fn parse_text(file: &str, text: &str, findings: &mut Vec<Finding>) -> Vec<Node> 
             Severity::Error,
             file,
             e.line,
-            format!("not valid YAML: {}; the rest of this file was not read", e.message),
+            format!(
+                "not valid YAML: {}; the rest of this file was not read",
+                e.message
+            ),
         ));
     }
     for (idx, d) in &s.duplicates {
-        let Some(doc) = s.docs.get(*idx) else { continue };
+        let Some(doc) = s.docs.get(*idx) else {
+            continue;
+        };
         if doc.get("kind").is_none() && doc.get("scrape_configs").is_none() {
             continue;
         }
@@ -692,8 +700,8 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-fn closure_of(root: &PathBuf, kust: &HashMap<PathBuf, Kustomization>) -> Vec<PathBuf> {
-    let mut seen = vec![root.clone()];
+fn closure_of(root: &Path, kust: &HashMap<PathBuf, Kustomization>) -> Vec<PathBuf> {
+    let mut seen = vec![root.to_path_buf()];
     let mut i = 0;
     while i < seen.len() {
         if let Some(k) = kust.get(&seen[i]) {
@@ -714,7 +722,8 @@ mod tests {
 
     #[test]
     fn locate_falls_back_to_the_deepest_existing_key() {
-        let s = yaml::parse("kind: Deployment\nspec:\n  template:\n    metadata:\n      labels: {}\n");
+        let s =
+            yaml::parse("kind: Deployment\nspec:\n  template:\n    metadata:\n      labels: {}\n");
         let d = Doc {
             file: "d.yaml".into(),
             node: s.docs[0].clone(),
@@ -731,13 +740,18 @@ mod tests {
 
     #[test]
     fn helm_output_splits_per_source() {
-        let c = helm_chunks("---\n# Source: c/templates/a.yaml\nkind: A\n---\n# Source: c/templates/b.yaml\nkind: B\n");
+        let c = helm_chunks(
+            "---\n# Source: c/templates/a.yaml\nkind: A\n---\n# Source: c/templates/b.yaml\nkind: B\n",
+        );
         assert_eq!(c.len(), 2);
         assert_eq!(c[1].0.as_deref(), Some("c/templates/b.yaml"));
     }
 
     #[test]
     fn paths_normalise_without_the_file_system() {
-        assert_eq!(normalize(Path::new("k/overlays/prod/../../base")), PathBuf::from("k/base"));
+        assert_eq!(
+            normalize(Path::new("k/overlays/prod/../../base")),
+            PathBuf::from("k/base")
+        );
     }
 }

@@ -108,10 +108,6 @@ pub struct Endpoint {
 pub struct Job {
     /// The document holding the configuration.
     pub doc: usize,
-    /// The configuration as parsed (its lines are relative to the embedded text).
-    pub line_base: u32,
-    /// Path to the key whose value holds the configuration, when embedded in a ConfigMap.
-    pub data_key: Option<String>,
     /// `job_name`.
     pub name: String,
     /// 1-based line of the job in the file.
@@ -120,10 +116,6 @@ pub struct Job {
     pub metrics_path: String,
     /// Static targets: `host:port` and their lines.
     pub targets: Vec<(String, u32)>,
-    /// `kubernetes_sd_configs` roles.
-    pub sd_roles: Vec<String>,
-    /// The relabelling keeps only pods or services annotated `prometheus.io/scrape`.
-    pub keeps_annotated: bool,
 }
 
 /// Everything lint understood.
@@ -159,7 +151,7 @@ pub fn read(docs: &[Doc]) -> Objects {
     for (i, d) in docs.iter().enumerate() {
         let n = &d.node;
         if n.get("scrape_configs").is_some() {
-            jobs_of(i, n, 0, None, &mut o.jobs);
+            jobs_of(i, n, 0, &mut o.jobs);
             continue;
         }
         let kind = n.str_at(&["kind"]).unwrap_or("");
@@ -248,7 +240,7 @@ pub fn read(docs: &[Doc]) -> Objects {
                     let s = yaml::parse(text);
                     if let Some(cfg) = s.docs.first() {
                         // A block scalar's text starts on the line after its key.
-                        jobs_of(i, cfg, e.line, Some(e.key.clone()), &mut o.jobs);
+                        jobs_of(i, cfg, e.line, &mut o.jobs);
                     }
                 }
             }
@@ -294,7 +286,7 @@ fn container(c: &Node) -> Container {
     }
 }
 
-fn jobs_of(doc: usize, cfg: &Node, base: u32, key: Option<String>, out: &mut Vec<Job>) {
+fn jobs_of(doc: usize, cfg: &Node, base: u32, out: &mut Vec<Job>) {
     for j in cfg.get("scrape_configs").map(Node::items).unwrap_or(&[]) {
         let mut targets = Vec::new();
         for sc in j.get("static_configs").map(Node::items).unwrap_or(&[]) {
@@ -304,33 +296,8 @@ fn jobs_of(doc: usize, cfg: &Node, base: u32, key: Option<String>, out: &mut Vec
                 }
             }
         }
-        let sd_roles = j
-            .get("kubernetes_sd_configs")
-            .map(Node::items)
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(|s| s.str_at(&["role"]).map(str::to_string))
-            .collect();
-        let keeps_annotated = j
-            .get("relabel_configs")
-            .map(Node::items)
-            .unwrap_or(&[])
-            .iter()
-            .any(|r| {
-                r.get("source_labels")
-                    .map(Node::items)
-                    .unwrap_or(&[])
-                    .iter()
-                    .any(|l| {
-                        l.str()
-                            .is_some_and(|s| s.ends_with("annotation_prometheus_io_scrape"))
-                    })
-                    && r.str_at(&["action"]) == Some("keep")
-            });
         out.push(Job {
             doc,
-            line_base: base,
-            data_key: key.clone(),
             name: j.str_at(&["job_name"]).unwrap_or("").to_string(),
             line: base + j.line,
             metrics_path: j
@@ -338,8 +305,6 @@ fn jobs_of(doc: usize, cfg: &Node, base: u32, key: Option<String>, out: &mut Vec
                 .unwrap_or("/metrics")
                 .to_string(),
             targets,
-            sd_roles,
-            keeps_annotated,
         });
     }
 }

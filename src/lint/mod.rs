@@ -69,7 +69,13 @@ pub struct Finding {
 
 impl Finding {
     /// A finding about a file, without workload or fix.
-    pub fn file(rule: &'static str, severity: Severity, file: &str, line: u32, message: String) -> Self {
+    pub fn file(
+        rule: &'static str,
+        severity: Severity,
+        file: &str,
+        line: u32,
+        message: String,
+    ) -> Self {
         Finding {
             rule,
             severity,
@@ -122,7 +128,10 @@ pub struct LintReport {
 impl LintReport {
     /// Workloads checked as services.
     pub fn checked(&self) -> usize {
-        self.workloads.iter().filter(|w| w.service.is_some()).count()
+        self.workloads
+            .iter()
+            .filter(|w| w.service.is_some())
+            .count()
     }
 
     /// How many findings have this severity.

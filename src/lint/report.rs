@@ -61,7 +61,12 @@ pub fn human(r: &LintReport, color: bool, width: usize) -> String {
     }
     out.push_str(&format!(
         "{}\n",
-        format!("workloads ({}, {} checked):", r.workloads.len(), r.checked()).style(styles.header)
+        format!(
+            "workloads ({}, {} checked):",
+            r.workloads.len(),
+            r.checked()
+        )
+        .style(styles.header)
     ));
     for w in &r.workloads {
         let line = match &w.service {
@@ -88,10 +93,7 @@ pub fn human(r: &LintReport, color: bool, width: usize) -> String {
                 w.line
             ),
         };
-        out.push_str(&textwrap::fill(
-            &line,
-            wrap_opts(width, "      "),
-        ));
+        out.push_str(&textwrap::fill(&line, wrap_opts(width, "      ")));
         out.push('\n');
     }
     if r.checked() == 0 {
@@ -246,7 +248,13 @@ pub fn junit(r: &LintReport) -> String {
     let text = |fs: &[&Finding]| -> String {
         fs.iter()
             .map(|f| {
-                let mut t = format!("{}: {}: {} [{}]\n", location(f), f.severity.word(), f.message, f.rule);
+                let mut t = format!(
+                    "{}: {}: {} [{}]\n",
+                    location(f),
+                    f.severity.word(),
+                    f.message,
+                    f.rule
+                );
                 if let Some(fix) = &f.fix {
                     t.push_str(&format!("fix:\n{fix}\n"));
                 }
@@ -255,8 +263,12 @@ pub fn junit(r: &LintReport) -> String {
             .collect()
     };
     let case = |name: String, class: &str, fs: Vec<&Finding>| {
-        let errors: Vec<&Finding> = fs.iter().copied().filter(|f| f.severity == Severity::Error).collect();
-        let mut status = if errors.is_empty() {
+        let errors: Vec<&Finding> = fs
+            .iter()
+            .copied()
+            .filter(|f| f.severity == Severity::Error)
+            .collect();
+        let status = if errors.is_empty() {
             TestCaseStatus::success()
         } else {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
@@ -265,7 +277,6 @@ pub fn junit(r: &LintReport) -> String {
                 .set_description(text(&errors));
             s
         };
-        let _ = &mut status;
         let mut c = TestCase::new(name, status);
         c.set_classname(class.to_string());
         if !fs.is_empty() {
@@ -285,7 +296,12 @@ pub fn junit(r: &LintReport) -> String {
         };
         suite.add_test_case(case(name, "workload", fs));
     }
-    let names: Vec<&str> = r.workloads.iter().filter(|w| w.service.is_some()).map(|w| w.name.as_str()).collect();
+    let names: Vec<&str> = r
+        .workloads
+        .iter()
+        .filter(|w| w.service.is_some())
+        .map(|w| w.name.as_str())
+        .collect();
     let mut files: Vec<&str> = r
         .findings
         .iter()
@@ -299,7 +315,11 @@ pub fn junit(r: &LintReport) -> String {
             .iter()
             .filter(|f| f.file == file && f.workload.as_deref().is_none_or(|w| !names.contains(&w)))
             .collect();
-        let name = if file.is_empty() { "(command line)".to_string() } else { file.to_string() };
+        let name = if file.is_empty() {
+            "(command line)".to_string()
+        } else {
+            file.to_string()
+        };
         suite.add_test_case(case(name, "file", fs));
     }
     if r.checked() == 0 {
@@ -333,13 +353,18 @@ pub fn markdown(r: &LintReport) -> String {
         out.push_str("Nothing was checked: no workload runs a Spring Boot application or is selected by a Service.\n\n");
     }
     if !r.workloads.is_empty() {
-        out.push_str("| workload | kind | service | scraped by | where |\n| --- | --- | --- | --- | --- |\n");
+        out.push_str(
+            "| workload | kind | service | scraped by | where |\n| --- | --- | --- | --- | --- |\n",
+        );
         for w in &r.workloads {
             out.push_str(&format!(
                 "| {} | {} | {} | {} | `{}:{}` |\n",
                 md_cell(&w.name),
                 w.kind,
-                w.service.as_deref().map(md_cell).unwrap_or_else(|| format!("not checked: {}", md_cell(w.not_checked.as_deref().unwrap_or("")))),
+                w.service.as_deref().map(md_cell).unwrap_or_else(|| format!(
+                    "not checked: {}",
+                    md_cell(w.not_checked.as_deref().unwrap_or(""))
+                )),
                 w.scraped_by,
                 md_cell(&w.file),
                 w.line
@@ -348,7 +373,9 @@ pub fn markdown(r: &LintReport) -> String {
         out.push('\n');
     }
     if !r.findings.is_empty() {
-        out.push_str("| severity | rule | where | workload | message |\n| --- | --- | --- | --- | --- |\n");
+        out.push_str(
+            "| severity | rule | where | workload | message |\n| --- | --- | --- | --- | --- |\n",
+        );
         for f in &r.findings {
             out.push_str(&format!(
                 "| {} | [`{}`](docs/lint.md#{}) | `{}` | {} | {} |\n",

@@ -15,42 +15,185 @@ const PORT: &str = "prometheus.io/port";
 
 /// Every rule: id, default severity, what it means (`docs/lint.md` has a section each).
 pub const RULES: &[(&str, Severity, &str)] = &[
-    ("yaml-syntax", Severity::Error, "A file is not valid YAML (or JSON); the rest of it was not read"),
-    ("duplicate-key", Severity::Warning, "A key appears twice in one mapping; the second one wins"),
-    ("file-unreadable", Severity::Error, "A file could not be read"),
-    ("helm-chart-not-rendered", Severity::Warning, "A Helm chart was not rendered because helm is not on PATH"),
-    ("helm-render-failed", Severity::Error, "helm template failed on a chart"),
-    ("kustomize-not-rendered", Severity::Note, "A Kustomize tree was not rendered because kubectl is not on PATH"),
-    ("kustomize-render-failed", Severity::Warning, "kubectl kustomize failed on a Kustomize tree"),
-    ("service-not-found", Severity::Error, "A name given with --services resolves to no workload"),
-    ("annotation-not-a-string", Severity::Error, "An annotation value is not a string (an unquoted true or 8080)"),
-    ("label-not-a-string", Severity::Error, "A label value is not a string (an unquoted true or 8080)"),
-    ("not-scraped", Severity::Error, "No scrape mechanism covers a service"),
-    ("scrape-annotation-misplaced", Severity::Error, "prometheus.io/scrape is on the workload's metadata, not on its pod template"),
-    ("scrape-annotation-not-true", Severity::Error, "prometheus.io/scrape is not exactly \"true\""),
-    ("scrape-path-mismatch", Severity::Error, "Prometheus scrapes a path the application does not serve"),
-    ("scrape-port-mismatch", Severity::Error, "Prometheus scrapes a port the application does not listen on"),
-    ("scrape-port-invalid", Severity::Error, "prometheus.io/port is not a port number"),
-    ("scrape-port-undeclared", Severity::Warning, "prometheus.io/port names a port no container declares"),
-    ("container-port-missing", Severity::Error, "No containerPort and no prometheus.io/port: no port to scrape"),
-    ("monitor-selects-nothing", Severity::Warning, "A ServiceMonitor or PodMonitor selects nothing in these files"),
-    ("monitor-endpoint-incomplete", Severity::Error, "A monitor endpoint has no port (often one endpoint split into two list items)"),
-    ("monitor-port-unknown", Severity::Error, "A monitor endpoint's port names no port of the Service or pod"),
-    ("web-starter-missing", Severity::Error, "The module has no web starter: nothing listens for HTTP"),
-    ("actuator-missing", Severity::Error, "The module has no spring-boot-starter-actuator"),
-    ("prometheus-registry-missing", Severity::Error, "The module has no micrometer-registry-prometheus"),
-    ("prometheus-endpoint-not-exposed", Severity::Error, "The prometheus actuator endpoint is not exposed over HTTP"),
-    ("application-tag-missing", Severity::Warning, "management.metrics.tags.application is not set"),
-    ("security-blocks-actuator", Severity::Warning, "Spring Security may refuse Prometheus's scrape of /actuator/prometheus"),
+    (
+        "yaml-syntax",
+        Severity::Error,
+        "A file is not valid YAML (or JSON); the rest of it was not read",
+    ),
+    (
+        "duplicate-key",
+        Severity::Warning,
+        "A key appears twice in one mapping; the second one wins",
+    ),
+    (
+        "file-unreadable",
+        Severity::Error,
+        "A file could not be read",
+    ),
+    (
+        "helm-chart-not-rendered",
+        Severity::Warning,
+        "A Helm chart was not rendered because helm is not on PATH",
+    ),
+    (
+        "helm-render-failed",
+        Severity::Error,
+        "helm template failed on a chart",
+    ),
+    (
+        "kustomize-not-rendered",
+        Severity::Note,
+        "A Kustomize tree was not rendered because kubectl is not on PATH",
+    ),
+    (
+        "kustomize-render-failed",
+        Severity::Warning,
+        "kubectl kustomize failed on a Kustomize tree",
+    ),
+    (
+        "service-not-found",
+        Severity::Error,
+        "A name given with --services resolves to no workload",
+    ),
+    (
+        "annotation-not-a-string",
+        Severity::Error,
+        "An annotation value is not a string (an unquoted true or 8080)",
+    ),
+    (
+        "label-not-a-string",
+        Severity::Error,
+        "A label value is not a string (an unquoted true or 8080)",
+    ),
+    (
+        "not-scraped",
+        Severity::Error,
+        "No scrape mechanism covers a service",
+    ),
+    (
+        "scrape-annotation-misplaced",
+        Severity::Error,
+        "prometheus.io/scrape is on the workload's metadata, not on its pod template",
+    ),
+    (
+        "scrape-annotation-not-true",
+        Severity::Error,
+        "prometheus.io/scrape is not exactly \"true\"",
+    ),
+    (
+        "scrape-path-mismatch",
+        Severity::Error,
+        "Prometheus scrapes a path the application does not serve",
+    ),
+    (
+        "scrape-port-mismatch",
+        Severity::Error,
+        "Prometheus scrapes a port the application does not listen on",
+    ),
+    (
+        "scrape-port-invalid",
+        Severity::Error,
+        "prometheus.io/port is not a port number",
+    ),
+    (
+        "scrape-port-undeclared",
+        Severity::Warning,
+        "prometheus.io/port names a port no container declares",
+    ),
+    (
+        "container-port-missing",
+        Severity::Error,
+        "No containerPort and no prometheus.io/port: no port to scrape",
+    ),
+    (
+        "monitor-selects-nothing",
+        Severity::Warning,
+        "A ServiceMonitor or PodMonitor selects nothing in these files",
+    ),
+    (
+        "monitor-endpoint-incomplete",
+        Severity::Error,
+        "A monitor endpoint has no port (often one endpoint split into two list items)",
+    ),
+    (
+        "monitor-port-unknown",
+        Severity::Error,
+        "A monitor endpoint's port names no port of the Service or pod",
+    ),
+    (
+        "web-starter-missing",
+        Severity::Error,
+        "The module has no web starter: nothing listens for HTTP",
+    ),
+    (
+        "actuator-missing",
+        Severity::Error,
+        "The module has no spring-boot-starter-actuator",
+    ),
+    (
+        "prometheus-registry-missing",
+        Severity::Error,
+        "The module has no micrometer-registry-prometheus",
+    ),
+    (
+        "prometheus-endpoint-not-exposed",
+        Severity::Error,
+        "The prometheus actuator endpoint is not exposed over HTTP",
+    ),
+    (
+        "application-tag-missing",
+        Severity::Warning,
+        "management.metrics.tags.application is not set",
+    ),
+    (
+        "security-blocks-actuator",
+        Severity::Warning,
+        "Spring Security may refuse Prometheus's scrape of /actuator/prometheus",
+    ),
 ];
 
 /// Names of infrastructure images and workloads: listed, never checked as services.
 const INFRA: &[&str] = &[
-    "postgres", "mysql", "mariadb", "mongo", "redis", "kafka", "zookeeper", "rabbitmq",
-    "elasticsearch", "opensearch", "memcached", "nginx", "frontend", "react", "vue", "angular",
-    "grafana", "prometheus", "kibana", "logstash", "fluent", "vault", "consul", "keycloak",
-    "minio", "cassandra", "etcd", "traefik", "envoy", "jaeger", "zipkin", "otel", "alertmanager",
-    "loki", "tempo", "busybox", "h2", "adminer", "pgadmin", "mailhog", "localstack",
+    "postgres",
+    "mysql",
+    "mariadb",
+    "mongo",
+    "redis",
+    "kafka",
+    "zookeeper",
+    "rabbitmq",
+    "elasticsearch",
+    "opensearch",
+    "memcached",
+    "nginx",
+    "frontend",
+    "react",
+    "vue",
+    "angular",
+    "grafana",
+    "prometheus",
+    "kibana",
+    "logstash",
+    "fluent",
+    "vault",
+    "consul",
+    "keycloak",
+    "minio",
+    "cassandra",
+    "etcd",
+    "traefik",
+    "envoy",
+    "jaeger",
+    "zipkin",
+    "otel",
+    "alertmanager",
+    "loki",
+    "tempo",
+    "busybox",
+    "adminer",
+    "pgadmin",
+    "mailhog",
+    "localstack",
 ];
 
 /// One workload with what lint learned about it.
@@ -128,8 +271,7 @@ pub fn run(
             let spring = module.is_some_and(Module::spring_boot)
                 || w.containers.iter().any(|c| {
                     c.image.contains("spring")
-                        || c
-                            .env_names
+                        || c.env_names
                             .iter()
                             .any(|e| e.starts_with("SPRING_") || e.starts_with("MANAGEMENT_"))
                         || c.probe_paths.iter().any(|p| p.starts_with("/actuator"))
@@ -161,9 +303,9 @@ pub fn run(
     match services {
         Some(names) => {
             for name in names {
-                let by_name = facts
-                    .iter()
-                    .position(|f| f.w.name == *name && matches!(f.w.kind.as_str(), "Deployment" | "StatefulSet"));
+                let by_name = facts.iter().position(|f| {
+                    f.w.name == *name && matches!(f.w.kind.as_str(), "Deployment" | "StatefulSet")
+                });
                 let by_service = || {
                     facts
                         .iter()
@@ -284,7 +426,9 @@ fn value_types(index: usize, d: &Doc, o: &Objects, out: &mut Vec<Finding>) {
 
 /// How Prometheus finds a workload, and the services through which it does.
 fn mechanism<'a>(f: &Facts<'a>, o: &'a Objects, docs: &[Doc]) -> (&'static str, Vec<&'a Monitor>) {
-    let ann = f.doc.at(&f.tpl(&[Seg::K("metadata"), Seg::K("annotations")]));
+    let ann = f
+        .doc
+        .at(&f.tpl(&[Seg::K("metadata"), Seg::K("annotations")]));
     if ann.and_then(|a| a.str_at(&[SCRAPE])) == Some("true") {
         return ("pod-annotations", vec![]);
     }
@@ -299,7 +443,9 @@ fn mechanism<'a>(f: &Facts<'a>, o: &'a Objects, docs: &[Doc]) -> (&'static str, 
     let sms: Vec<&Monitor> = o
         .monitors
         .iter()
-        .filter(|m| m.kind == "ServiceMonitor" && f.services.iter().any(|s| selects(&m.selector, &s.labels)))
+        .filter(|m| {
+            m.kind == "ServiceMonitor" && f.services.iter().any(|s| selects(&m.selector, &s.labels))
+        })
         .collect();
     if !sms.is_empty() {
         return ("service-monitor", sms);
@@ -312,11 +458,10 @@ fn mechanism<'a>(f: &Facts<'a>, o: &'a Objects, docs: &[Doc]) -> (&'static str, 
     if !pms.is_empty() {
         return ("pod-monitor", pms);
     }
-    if o.jobs.iter().any(|j| {
-        j.targets
-            .iter()
-            .any(|(t, _)| targets_workload(t, f))
-    }) {
+    if o.jobs
+        .iter()
+        .any(|j| j.targets.iter().any(|(t, _)| targets_workload(t, f)))
+    {
         return ("static-config", vec![]);
     }
     ("none", vec![])
@@ -344,7 +489,8 @@ fn expected_of(f: &Facts) -> Option<(Expected, bool)> {
         Some(m) if m.spring_boot() => Some((app::expected(&m.props(&f.env)), true)),
         _ if f.spring => {
             let props = Props::from_env(&f.env);
-            let known = props.get("server.port").is_some() || props.get("management.server.port").is_some();
+            let known =
+                props.get("server.port").is_some() || props.get("management.server.port").is_some();
             Some((app::expected(&props), known))
         }
         _ => None,
@@ -387,7 +533,11 @@ fn check_service(
     let mut explained = false;
 
     // Pod-template annotations.
-    if let Some(a) = ann.filter(|a| a.entries().iter().any(|e| e.key.starts_with("prometheus.io/"))) {
+    if let Some(a) = ann.filter(|a| {
+        a.entries()
+            .iter()
+            .any(|e| e.key.starts_with("prometheus.io/"))
+    }) {
         explained = true;
         if let Some(v) = a.get(SCRAPE)
             && v.not_a_string().is_none()
@@ -413,11 +563,19 @@ fn check_service(
             out.push(finding(
                 "scrape-path-mismatch",
                 Severity::Error,
-                if written { at_ann(PATH) } else { f.doc.locate(&ann_path) },
+                if written {
+                    at_ann(PATH)
+                } else {
+                    f.doc.locate(&ann_path)
+                },
                 name,
                 format!(
                     "Prometheus scrapes {path}{}, but the application serves {e} ({because})",
-                    if written { "" } else { " (no prometheus.io/path)" }
+                    if written {
+                        ""
+                    } else {
+                        " (no prometheus.io/path)"
+                    }
                 ),
                 Some(format!("{PATH}: \"{e}\"")),
             ));
@@ -492,9 +650,8 @@ fn check_service(
                 }
             }
         }
-    } else if let Some(v) = meta_ann.and_then(|m| m.entry(SCRAPE)) {
+    } else if meta_ann.and_then(|m| m.entry(SCRAPE)).is_some() {
         explained = true;
-        let _ = v;
         out.push(finding(
             "scrape-annotation-misplaced",
             Severity::Error,
@@ -525,7 +682,8 @@ fn check_service(
             continue;
         }
         explained = true;
-        let loc = |k: &'static str| d.locate(&[Seg::K("metadata"), Seg::K("annotations"), Seg::K(k)]);
+        let loc =
+            |k: &'static str| d.locate(&[Seg::K("metadata"), Seg::K("annotations"), Seg::K(k)]);
         if let Some(v) = a.get(SCRAPE)
             && v.not_a_string().is_none()
             && v.str() != Some("true")
@@ -535,7 +693,11 @@ fn check_service(
                 Severity::Error,
                 loc(SCRAPE),
                 name,
-                format!("Service {}: {SCRAPE} is {:?}, not \"true\"", s.name, v.str().unwrap_or("")),
+                format!(
+                    "Service {}: {SCRAPE} is {:?}, not \"true\"",
+                    s.name,
+                    v.str().unwrap_or("")
+                ),
                 Some(format!("{SCRAPE}: \"true\"")),
             ));
         }
@@ -605,7 +767,11 @@ fn check_service(
     for m in &monitors {
         explained = true;
         let d = &docs[m.doc];
-        for ep in m.endpoints.iter().filter(|e| e.port.is_some() || e.target_port.is_some()) {
+        for ep in m
+            .endpoints
+            .iter()
+            .filter(|e| e.port.is_some() || e.target_port.is_some())
+        {
             let base = [Seg::K("spec"), Seg::K(m.endpoints_key), Seg::I(ep.index)];
             let path = ep.path.as_deref().unwrap_or("/metrics");
             if let Some(e) = &exp_path
@@ -638,9 +804,12 @@ fn check_service(
                         .find(|p| p.name.is_some() && p.name == ep.port)
                         .and_then(|p| resolve_target(p.target.as_deref(), p.port, &f.ports))
                 } else {
-                    ep.port
-                        .as_ref()
-                        .and_then(|pn| f.ports.iter().find(|p| p.0.as_ref() == Some(pn)).map(|p| p.1))
+                    ep.port.as_ref().and_then(|pn| {
+                        f.ports
+                            .iter()
+                            .find(|p| p.0.as_ref() == Some(pn))
+                            .map(|p| p.1)
+                    })
                 };
                 if let Some(n) = n
                     && n != e
@@ -698,7 +867,10 @@ fn check_service(
                         "job {:?} scrapes {t}, but the application listens on {e} ({because})",
                         j.name
                     ),
-                    Some(format!("- {}:{e}", t.rsplit_once(':').map(|x| x.0).unwrap_or(t))),
+                    Some(format!(
+                        "- {}:{e}",
+                        t.rsplit_once(':').map(|x| x.0).unwrap_or(t)
+                    )),
                 ));
             }
         }
@@ -712,11 +884,19 @@ fn check_service(
                     .iter()
                     .find_map(|p| p.name.clone())
                     .unwrap_or_else(|| "http".into());
-                let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("      {k}: {v}")).collect();
+                let labels: Vec<String> = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("      {k}: {v}"))
+                    .collect();
                 format!(
                     "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata:\n  name: {}\nspec:\n  selector:\n    matchLabels:\n{}\n  endpoints:\n    - port: {port}\n      path: {}",
                     s.name,
-                    if labels.is_empty() { "      app: ?".to_string() } else { labels.join("\n") },
+                    if labels.is_empty() {
+                        "      app: ?".to_string()
+                    } else {
+                        labels.join("\n")
+                    },
                     exp_path.as_deref().unwrap_or("/metrics")
                 )
             }
@@ -746,7 +926,11 @@ fn check_service(
 
 /// A Service port's target as a number: `targetPort` (a number, or a container port name),
 /// else `port`.
-fn resolve_target(target: Option<&str>, port: Option<i64>, ports: &[(Option<String>, i64)]) -> Option<i64> {
+fn resolve_target(
+    target: Option<&str>,
+    port: Option<i64>,
+    ports: &[(Option<String>, i64)],
+) -> Option<i64> {
     match target {
         Some(t) => t.parse().ok().or_else(|| {
             ports
@@ -766,7 +950,6 @@ fn join(v: &[i64]) -> String {
 /// selector that selects nothing.
 fn monitor_rules(m: &Monitor, docs: &[Doc], o: &Objects, facts: &[Facts], out: &mut Vec<Finding>) {
     let d = &docs[m.doc];
-    let name = Some(m.name.as_str());
     let selected: Vec<&Service> = o
         .services
         .iter()
@@ -782,7 +965,11 @@ fn monitor_rules(m: &Monitor, docs: &[Doc], o: &Objects, facts: &[Facts], out: &
         pods.is_empty()
     };
     if nothing {
-        let what = if m.kind == "ServiceMonitor" { "Service" } else { "pod template" };
+        let what = if m.kind == "ServiceMonitor" {
+            "Service"
+        } else {
+            "pod template"
+        };
         let labels: Vec<String> = m.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out.push(finding(
             "monitor-selects-nothing",
@@ -793,19 +980,28 @@ fn monitor_rules(m: &Monitor, docs: &[Doc], o: &Objects, facts: &[Facts], out: &
                 "{} {} selects {} but no {what} in these files has {}",
                 m.kind,
                 m.name,
-                if labels.is_empty() { "nothing (no matchLabels)".into() } else { labels.join(", ") },
-                if labels.len() == 1 { "that label" } else { "those labels" }
+                if labels.is_empty() {
+                    "nothing (no matchLabels)".into()
+                } else {
+                    labels.join(", ")
+                },
+                if labels.len() == 1 {
+                    "that label"
+                } else {
+                    "those labels"
+                }
             ),
             None,
         ));
     }
-    let _ = name;
     for (i, ep) in m.endpoints.iter().enumerate() {
         let item = [Seg::K("spec"), Seg::K(m.endpoints_key), Seg::I(ep.index)];
         if ep.port.is_none() && ep.target_port.is_none() {
             let prev = i.checked_sub(1).and_then(|p| m.endpoints.get(p));
             let split = ep.path.is_some()
-                && prev.is_some_and(|p| p.path.is_none() && (p.port.is_some() || p.target_port.is_some()));
+                && prev.is_some_and(|p| {
+                    p.path.is_none() && (p.port.is_some() || p.target_port.is_some())
+                });
             let service_ports: Vec<&str> = selected
                 .iter()
                 .flat_map(|s| s.ports.iter().filter_map(|p| p.name.as_deref()))
@@ -882,7 +1078,11 @@ fn monitor_rules(m: &Monitor, docs: &[Doc], o: &Objects, facts: &[Facts], out: &
                             m.name,
                             f.w.kind,
                             f.w.name,
-                            if names.is_empty() { "none".into() } else { names.join(", ") }
+                            if names.is_empty() {
+                                "none".into()
+                            } else {
+                                names.join(", ")
+                            }
                         ),
                         names.first().map(|n| format!("port: {n}")),
                     ));
@@ -938,12 +1138,13 @@ fn app_rules(f: &Facts, m: &Module, out: &mut Vec<Finding>) {
     let config = m
         .main_config()
         .map(|c| (c.to_string(), 1))
-        .unwrap_or_else(|| (format!("{}/src/main/resources/application.yml", m.dir.display()), 0));
-    let config = if config.1 == 0 {
-        build.clone()
-    } else {
-        config
-    };
+        .unwrap_or_else(|| {
+            (
+                format!("{}/src/main/resources/application.yml", m.dir.display()),
+                0,
+            )
+        });
+    let config = if config.1 == 0 { build.clone() } else { config };
     let loc = |p: &app::Prop| {
         if p.line == 0 {
             config.clone()
@@ -982,10 +1183,19 @@ fn app_rules(f: &Facts, m: &Module, out: &mut Vec<Finding>) {
                 "management.endpoints.web.exposure.include is not set: over HTTP Spring Boot exposes only health".into(),
             ),
         };
-        out.push(finding("prometheus-endpoint-not-exposed", Severity::Error, at, name, msg, Some(fix.into())));
+        out.push(finding(
+            "prometheus-endpoint-not-exposed",
+            Severity::Error,
+            at,
+            name,
+            msg,
+            Some(fix.into()),
+        ));
     }
     if props.get("management.metrics.tags.application").is_none()
-        && props.get("management.observations.key-values.application").is_none()
+        && props
+            .get("management.observations.key-values.application")
+            .is_none()
     {
         out.push(finding(
             "application-tag-missing",

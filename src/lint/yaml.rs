@@ -77,8 +77,9 @@ pub struct SyntaxError {
     pub message: String,
 }
 
-/// How many nodes alias expansion may produce in one text before it is called a bomb.
-const MAX_NODES: usize = 20_000_000;
+/// How many nodes alias expansion may produce in one text before it is called a bomb (real
+/// manifests use aliases for a few small blocks).
+const MAX_NODES: usize = 1_000_000;
 
 impl Node {
     /// The scalar text, if this is a scalar.
@@ -244,7 +245,7 @@ enum Frame {
 pub fn parse(text: &str) -> Stream {
     let mut out = Stream::default();
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
     let mut budget = MAX_NODES;
     let mut doc_dups: Vec<Duplicate> = Vec::new();
     for ev in Parser::new_from_str(text) {
@@ -305,8 +306,8 @@ pub fn parse(text: &str) -> Stream {
                 _ => None,
             },
             Event::Alias(id) => match anchors.get(&id) {
-                Some(n) => {
-                    let size = count(n);
+                Some((n, size)) => {
+                    let size = *size;
                     if size > budget {
                         out.error = Some(SyntaxError {
                             line,
@@ -336,13 +337,12 @@ pub fn parse(text: &str) -> Stream {
             continue;
         };
         if anchor != 0 {
-            anchors.insert(anchor, node.clone());
+            anchors.insert(anchor, (node.clone(), count(&node)));
         }
         match stack.last_mut() {
             None => {
                 let idx = out.docs.len();
-                out.duplicates
-                    .extend(doc_dups.drain(..).map(|d| (idx, d)));
+                out.duplicates.extend(doc_dups.drain(..).map(|d| (idx, d)));
                 out.docs.push(node);
             }
             Some(Frame::Seq(_, _, items)) => items.push(node),
