@@ -108,6 +108,12 @@ fn course_style_names_are_found_and_the_app_side_is_read() {
                 Some("orchestrator-deploy")
             ),
             f(
+                "percentiles-histogram-missing",
+                "course/orchestrator-service/src/main/resources/application.properties",
+                1,
+                Some("orchestrator-deploy")
+            ),
+            f(
                 "actuator-missing",
                 "course/user-service/build.gradle",
                 7,
@@ -121,6 +127,12 @@ fn course_style_names_are_found_and_the_app_side_is_read() {
             ),
             f(
                 "application-tag-missing",
+                "course/user-service/src/main/resources/application.yml",
+                1,
+                Some("user-deploy")
+            ),
+            f(
+                "percentiles-histogram-missing",
                 "course/user-service/src/main/resources/application.yml",
                 1,
                 Some("user-deploy")
@@ -157,8 +169,9 @@ fn course_style_names_are_found_and_the_app_side_is_read() {
     assert_eq!(v["summary"]["checked"], 3);
     assert_eq!(v["summary"]["error"], 5);
     assert_eq!(v["summary"]["warning"], 1);
+    assert_eq!(v["summary"]["note"], 2);
     // The build file's own syntax in the fix.
-    let fix = v["findings"][2]["fix"].as_str().unwrap();
+    let fix = v["findings"][3]["fix"].as_str().unwrap();
     assert_eq!(
         fix,
         "implementation 'org.springframework.boot:spring-boot-starter-actuator'"
@@ -274,6 +287,12 @@ fn a_helm_chart_without_helm_is_reported_once_and_nothing_checked_is_exit_1() {
     let (code, out, _) = lint(&["--color", "never", &fixture("helm")], bare_path());
     assert_eq!(code, 1);
     assert!(out.contains("nothing was checked"), "{out}");
+    for l in out.lines() {
+        assert!(
+            l.chars().count() <= 100,
+            "line wider than the 100 columns: {l}"
+        );
+    }
     assert!(
         out.contains(&format!(
             "helm template shop {FIX}/helm/shop | msa-doctor lint -"
@@ -597,7 +616,7 @@ fn human_lines_are_file_line_severity_message_with_the_fix_under_them() {
     }
     assert!(
         out.ends_with(
-            "msa-doctor lint: 11 files, 4 workloads, 3 checked: 5 errors, 1 warnings, 0 notes\n"
+            "msa-doctor lint: 11 files, 4 workloads, 3 checked: 5 errors, 1 warning, 2 notes\n"
         ),
         "{out}"
     );

@@ -219,8 +219,13 @@ impl Props {
     }
 }
 
+/// A property key as Spring's relaxed binding compares it: lower case, no dashes, and the
+/// bracket form of a map key (`a[http.server.requests]`) as the dotted form.
 fn canon(k: &str) -> String {
-    k.to_lowercase().replace('-', "")
+    k.to_lowercase()
+        .replace('-', "")
+        .replace('[', ".")
+        .replace(']', "")
 }
 
 fn at(p: &Prop) -> String {
@@ -727,5 +732,13 @@ mod tests {
         assert_eq!(p.line, 6);
         let pr = properties("a.properties", "# c\nserver.port=8081\n");
         assert_eq!(pr[0].1.line, 2);
+        let pr = properties(
+            "a.properties",
+            "management.metrics.distribution.percentiles-histogram[http.server.requests]=true\n",
+        );
+        assert_eq!(
+            pr[0].0,
+            canon("management.metrics.distribution.percentiles-histogram.http.server.requests")
+        );
     }
 }

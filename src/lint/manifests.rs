@@ -169,7 +169,9 @@ pub fn read(docs: &[Doc]) -> Objects {
                 } else {
                     vec![Seg::K("spec"), Seg::K("template")]
                 };
-                let Some(t) = d.at(&template) else { continue };
+                let Some(t) = d.at(&template).filter(|t| t.is_map()) else {
+                    continue;
+                };
                 o.workloads.push(Workload {
                     doc: i,
                     kind: kind.into(),

@@ -97,21 +97,35 @@ pub fn human(r: &LintReport, color: bool, width: usize) -> String {
         out.push('\n');
     }
     if r.checked() == 0 {
-        out.push_str(&format!(
-            "{} nothing was checked: no workload runs a Spring Boot application or is selected by a Service{}. Read: {}\n",
-            "msa-doctor lint:".style(styles.fail),
-            if r.workloads.is_empty() { " (no workload at all)" } else { "" },
-            if r.read.is_empty() { "nothing".into() } else { r.read.join("; ") }
+        let text = format!(
+            "msa-doctor lint: nothing was checked: no workload runs a Spring Boot application or is selected by a Service{}. Read: {}",
+            if r.workloads.is_empty() {
+                " (no workload at all)"
+            } else {
+                ""
+            },
+            if r.read.is_empty() {
+                "nothing".into()
+            } else {
+                r.read.join("; ")
+            }
+        );
+        let wrapped = textwrap::fill(&text, wrap_opts(width, "    "));
+        out.push_str(&wrapped.replacen(
+            "msa-doctor lint:",
+            &"msa-doctor lint:".style(styles.fail).to_string(),
+            1,
         ));
+        out.push('\n');
     }
     out.push_str(&format!(
-        "msa-doctor lint: {} files, {} workloads, {} checked: {} errors, {} warnings, {} notes\n",
-        r.files,
-        r.workloads.len(),
+        "msa-doctor lint: {}, {}, {} checked: {}, {}, {}\n",
+        plural(r.files, "file"),
+        plural(r.workloads.len(), "workload"),
         r.checked(),
-        r.count(Severity::Error),
-        r.count(Severity::Warning),
-        r.count(Severity::Note)
+        plural(r.count(Severity::Error), "error"),
+        plural(r.count(Severity::Warning), "warning"),
+        plural(r.count(Severity::Note), "note")
     ));
     out
 }
@@ -140,6 +154,14 @@ struct JsonSummary {
     error: usize,
     warning: usize,
     note: usize,
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 /// `msa-doctor/lint/v1`.
@@ -341,12 +363,12 @@ fn md_cell(s: &str) -> String {
 pub fn markdown(r: &LintReport) -> String {
     let mut out = String::from("## msa-doctor lint\n\n");
     out.push_str(&format!(
-        "**{} errors, {} warnings, {} notes** in {} files; {} workloads, {} checked.\n\n",
-        r.count(Severity::Error),
-        r.count(Severity::Warning),
-        r.count(Severity::Note),
-        r.files,
-        r.workloads.len(),
+        "**{}, {}, {}** in {}; {}, {} checked.\n\n",
+        plural(r.count(Severity::Error), "error"),
+        plural(r.count(Severity::Warning), "warning"),
+        plural(r.count(Severity::Note), "note"),
+        plural(r.files, "file"),
+        plural(r.workloads.len(), "workload"),
         r.checked()
     ));
     if r.checked() == 0 {

@@ -146,6 +146,11 @@ pub const RULES: &[(&str, Severity, &str)] = &[
         "management.metrics.tags.application is not set",
     ),
     (
+        "percentiles-histogram-missing",
+        Severity::Note,
+        "http_server_requests_seconds_bucket is not exported: latency panels (histogram_quantile) stay empty",
+    ),
+    (
         "security-blocks-actuator",
         Severity::Warning,
         "Spring Security may refuse Prometheus's scrape of /actuator/prometheus",
@@ -1204,6 +1209,23 @@ fn app_rules(f: &Facts, m: &Module, out: &mut Vec<Finding>) {
             name,
             "management.metrics.tags.application is not set: the guide's JVM heap panel groups by the application label, and this service's series will not have it".into(),
             Some("management:\n  metrics:\n    tags:\n      application: ${spring.application.name}".into()),
+        ));
+    }
+    let histogram = ["http.server.requests", "all"].iter().any(|k| {
+        props
+            .get(&format!(
+                "management.metrics.distribution.percentiles-histogram.{k}"
+            ))
+            .is_some_and(|p| p.value == "true")
+    });
+    if !histogram {
+        out.push(finding(
+            "percentiles-histogram-missing",
+            Severity::Note,
+            config.clone(),
+            name,
+            "management.metrics.distribution.percentiles-histogram.http.server.requests is not true: no http_server_requests_seconds_bucket series, so latency panels (histogram_quantile) stay empty".into(),
+            Some("management:\n  metrics:\n    distribution:\n      percentiles-histogram:\n        http.server.requests: true".into()),
         ));
     }
     match &m.security {
