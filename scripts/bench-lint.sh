@@ -51,6 +51,9 @@ management:
   metrics:
     tags:
       application: \${spring.application.name}
+    distribution:
+      percentiles-histogram:
+        http.server.requests: true
 EOF
   printf 'server:\n  shutdown: graceful\n' > "$m/src/main/resources/application-k8s.yml"
   for c in Application Controller Service Repository Entity Config; do
