@@ -471,6 +471,12 @@ fn a_prometheus_configmap_with_static_jobs() {
         findings(&v),
         vec![
             f(
+                "annotations-not-discovered",
+                "prometheus-configmap/prometheus-config.yaml",
+                11,
+                Some("delivery-service")
+            ),
+            f(
                 "scrape-port-mismatch",
                 "prometheus-configmap/prometheus-config.yaml",
                 15,
@@ -497,7 +503,19 @@ fn a_prometheus_configmap_with_static_jobs() {
                 Some("user-service".into()),
                 "static-config".into()
             ),
+            (
+                "delivery-service".into(),
+                Some("delivery-service".into()),
+                "pod-annotations".into()
+            ),
         ]
+    );
+    // The fix is a job that discovers pods and keeps the annotated ones.
+    let fix = v["findings"][0]["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("- role: pod")
+            && fix.contains("__meta_kubernetes_pod_annotation_prometheus_io_scrape"),
+        "{fix}"
     );
 }
 

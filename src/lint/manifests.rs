@@ -116,6 +116,23 @@ pub struct Job {
     pub metrics_path: String,
     /// Static targets: `host:port` and their lines.
     pub targets: Vec<(String, u32)>,
+    /// `kubernetes_sd_configs` roles (`pod`, `endpoints`, `service`, `endpointslice`).
+    pub sd_roles: Vec<String>,
+}
+
+impl Job {
+    /// Discovers pods (and so honours pod-template annotations, when its relabelling keeps
+    /// them).
+    pub fn discovers_pods(&self) -> bool {
+        self.sd_roles.iter().any(|r| r == "pod")
+    }
+
+    /// Discovers the endpoints of Services (and so honours Service annotations).
+    pub fn discovers_services(&self) -> bool {
+        self.sd_roles
+            .iter()
+            .any(|r| matches!(r.as_str(), "endpoints" | "endpointslice" | "service"))
+    }
 }
 
 /// Everything lint understood.
@@ -298,8 +315,16 @@ fn jobs_of(doc: usize, cfg: &Node, base: u32, out: &mut Vec<Job>) {
                 }
             }
         }
+        let sd_roles = j
+            .get("kubernetes_sd_configs")
+            .map(Node::items)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|s| s.str_at(&["role"]).map(str::to_string))
+            .collect();
         out.push(Job {
             doc,
+            sd_roles,
             name: j.str_at(&["job_name"]).unwrap_or("").to_string(),
             line: base + j.line,
             metrics_path: j

@@ -151,6 +151,11 @@ pub const RULES: &[(&str, Severity, &str)] = &[
         "http_server_requests_seconds_bucket is not exported: latency panels (histogram_quantile) stay empty",
     ),
     (
+        "annotations-not-discovered",
+        Severity::Warning,
+        "The Prometheus configuration here discovers no pods (or Services), so the annotations are not read",
+    ),
+    (
         "security-blocks-actuator",
         Severity::Warning,
         "Spring Security may refuse Prometheus's scrape of /actuator/prometheus",
@@ -878,6 +883,42 @@ fn check_service(
                     )),
                 ));
             }
+        }
+    }
+
+    // Annotations work only if the Prometheus configuration discovers what carries them. When
+    // the repository holds its Prometheus configuration, check that it does.
+    if !o.jobs.is_empty() && matches!(scraped_by, "pod-annotations" | "service-annotations") {
+        let pods = scraped_by == "pod-annotations";
+        let found = o.jobs.iter().any(|j| {
+            if pods {
+                j.discovers_pods()
+            } else {
+                j.discovers_services()
+            }
+        });
+        if !found {
+            let j = &o.jobs[0];
+            let file = docs[j.doc].locate(&[]).0;
+            let (what, role, meta) = if pods {
+                ("pods", "pod", "pod")
+            } else {
+                ("Services' endpoints", "endpoints", "service")
+            };
+            out.push(finding(
+                "annotations-not-discovered",
+                Severity::Warning,
+                (file, j.line),
+                name,
+                format!(
+                    "{} {} relies on prometheus.io/* annotations, but no job of this Prometheus configuration discovers {what} (kubernetes_sd_configs role: {role}), so they are never read",
+                    f.w.kind, f.w.name
+                ),
+                Some(format!(
+                    "- job_name: kubernetes-{what_short}\n  kubernetes_sd_configs:\n    - role: {role}\n  relabel_configs:\n    - source_labels: [__meta_kubernetes_{meta}_annotation_prometheus_io_scrape]\n      action: keep\n      regex: \"true\"\n    - source_labels: [__meta_kubernetes_{meta}_annotation_prometheus_io_path]\n      action: replace\n      target_label: __metrics_path__\n      regex: (.+)\n    - source_labels: [__address__, __meta_kubernetes_{meta}_annotation_prometheus_io_port]\n      action: replace\n      regex: ([^:]+)(?::\\d+)?;(\\d+)\n      replacement: $1:$2\n      target_label: __address__",
+                    what_short = if pods { "pods" } else { "service-endpoints" }
+                )),
+            ));
         }
     }
 
