@@ -64,21 +64,41 @@ pub struct ExplainArgs {
 /// Options of `lint`.
 #[derive(Debug, Args, Default, Clone)]
 pub struct LintArgs {
-    /// Kubernetes YAML files, or folders of them.
+    /// Kubernetes YAML/JSON files, folders (recursive, .gitignore honoured), Helm charts,
+    /// Kustomize trees; `-` reads manifests from standard input.
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
-    /// The services (Deployments) that must be scraped; other Deployments are listed only.
+    /// The services that must be scraped (a Deployment/StatefulSet name, a Service name, or an
+    /// app label); without it, the services are discovered.
     #[arg(long, value_delimiter = ',', value_name = "A,B,C")]
     pub services: Option<Vec<String>>,
+    /// A values file passed to `helm template` for every chart; repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub values: Vec<PathBuf>,
     /// The report format.
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    pub output: Option<Format>,
+    #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
+    pub output: Option<LintFormat>,
     /// Warnings fail the run.
     #[arg(long)]
     pub strict: bool,
     /// When to colour the report.
     #[arg(long, value_enum, value_name = "WHEN")]
     pub color: Option<ColorChoice>,
+}
+
+/// Output formats of `lint`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LintFormat {
+    /// `file:line: severity: message`, the fix under it.
+    Human,
+    /// `msa-doctor/lint/v1`, for scripts.
+    Json,
+    /// SARIF 2.1.0, for GitHub code scanning.
+    Sarif,
+    /// JUnit XML, one test case per checked workload.
+    Junit,
+    /// Tables and fixes, for a pull-request comment or a job summary.
+    Markdown,
 }
 
 /// Output formats of a report.

@@ -1,7 +1,7 @@
-//! `msa-doctor explain` (a query, a dashboard, every dashboard) and `msa-doctor lint` (the
-//! checks that need no live stack, over Kubernetes YAML files).
+//! `msa-doctor explain` (a query, a dashboard, every dashboard) and `msa-doctor lint` (a thin
+//! call into [`crate::lint`]).
 
-use crate::app::{context, emit, print_report, run_in, use_color};
+use crate::app::{context, emit, run_in, use_color};
 use crate::cli::{ExplainArgs, Format, LintArgs};
 use crate::clients::PromApi;
 use crate::clients::grafana::GrafanaSession;
@@ -11,11 +11,9 @@ use crate::exit_code;
 use crate::explain::dashboard::{self, DashboardReport, GrafanaApi, PanelStatus};
 use crate::explain::{self, ExplainOptions, Explanation, QueryResult, SelectorReport, Verdict};
 use crate::report::styles::Styles;
-use crate::report::{Report, Target};
 use crate::settings::{self, Env, FileConfig, Settings};
 use promql_parser::parser::Expr;
-use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 /// Runs the checks up to `upto` (with their prerequisites) and keeps the facts they learn.
 /// On failure, prints why to stderr and returns the exit code.
@@ -421,228 +419,9 @@ fn render_dashboards(
     out
 }
 
-/// Every YAML file under the paths.
-fn yaml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
-    let mut out = Vec::new();
-    fn walk(p: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        if p.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            entries.sort();
-            for e in entries {
-                walk(&e, out)?;
-            }
-        } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-            out.push(p.to_path_buf());
-        }
-        Ok(())
-    }
-    for p in paths {
-        if !p.exists() {
-            return Err(ConfigError::Read {
-                path: p.clone(),
-                message: "no such file or folder".into(),
-            });
-        }
-        if p.is_file() && !p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-            out.push(p.clone());
-            continue;
-        }
-        walk(p, &mut out).map_err(|e| ConfigError::Read {
-            path: p.clone(),
-            message: e.to_string(),
-        })?;
-    }
-    Ok(out)
-}
-
-/// `msa-doctor lint PATH...`: the scrape annotations of every Deployment, StatefulSet and
-/// DaemonSet in the files, without a cluster.
+/// `msa-doctor lint PATH... | -`: the checks that need no live stack (see [`crate::lint`]).
 pub fn lint(args: LintArgs) -> Result<i32, ConfigError> {
-    use crate::probes::kube::{SCRAPE, inspect_template};
-    let started_at = SystemTime::now();
-    let start = Instant::now();
-    let services: Vec<String> = args.services.clone().unwrap_or_else(|| {
-        settings::DEFAULT_SERVICES
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    });
-    let mut workloads = 0;
-    let mut problems: Vec<String> = Vec::new();
-    let mut remedies: Vec<String> = Vec::new();
-    let mut seen: Vec<String> = Vec::new();
-    let mut not_scraped: Vec<String> = Vec::new();
-    let mut lint_warnings: Vec<String> = Vec::new();
-    for file in yaml_files(&args.paths)? {
-        let text = std::fs::read_to_string(&file).map_err(|e| ConfigError::Read {
-            path: file.clone(),
-            message: e.to_string(),
-        })?;
-        let docs: Vec<serde_json::Value> =
-            serde_saphyr::from_multiple(&text).map_err(|e| ConfigError::Invalid {
-                path: file.clone(),
-                line: e.location().map(|l| l.line() as usize).unwrap_or(1),
-                field: "yaml".into(),
-                message: e
-                    .to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or("invalid YAML")
-                    .to_string(),
-            })?;
-        let mut items = Vec::new();
-        for d in docs {
-            if d.get("kind").and_then(|k| k.as_str()) == Some("List") {
-                items.extend(
-                    d.get("items")
-                        .and_then(|i| i.as_array())
-                        .cloned()
-                        .unwrap_or_default(),
-                );
-            } else {
-                items.push(d);
-            }
-        }
-        for d in items {
-            let kind = d.get("kind").and_then(|k| k.as_str()).unwrap_or("");
-            if !matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet") {
-                continue;
-            }
-            let name = d
-                .pointer("/metadata/name")
-                .and_then(|n| n.as_str())
-                .unwrap_or("?")
-                .to_string();
-            let meta_ann: std::collections::BTreeMap<String, String> = d
-                .pointer("/metadata/annotations")
-                .and_then(|a| serde_json::from_value(a.clone()).ok())
-                .unwrap_or_default();
-            let template: k8s_openapi::api::core::v1::PodTemplateSpec = match d
-                .pointer("/spec/template")
-                .map(|t| serde_json::from_value(t.clone()))
-            {
-                Some(Ok(t)) => t,
-                Some(Err(e)) => {
-                    problems.push(format!(
-                        "{name} ({}): spec.template is not a pod template: {e}",
-                        file.display()
-                    ));
-                    continue;
-                }
-                None => continue,
-            };
-            workloads += 1;
-            let f = inspect_template(&meta_ann, &template);
-            if services.contains(&name) {
-                seen.push(name.clone());
-                if f.problems.is_empty() && !f.warnings.is_empty() {
-                    lint_warnings.push(format!(
-                        "{kind} {name} ({}): {}",
-                        file.display(),
-                        f.warnings.join("; ")
-                    ));
-                }
-                if !f.problems.is_empty() {
-                    problems.push(format!(
-                        "{kind} {name} ({}): {}",
-                        file.display(),
-                        f.problems.join("; ")
-                    ));
-                    let mut y = format!(
-                        "# {}: {kind} {name}, under spec.template.metadata:\n      annotations:\n",
-                        file.display()
-                    );
-                    for (k, v) in &f.patch {
-                        y.push_str(&format!("        {k}: \"{v}\"\n"));
-                    }
-                    remedies.push(y.trim_end().to_string());
-                }
-            } else if f.patch.contains_key(SCRAPE) {
-                not_scraped.push(name);
-            }
-        }
-    }
-    let missing: Vec<&String> = services.iter().filter(|s| !seen.contains(s)).collect();
-    let mut results = Vec::new();
-    let base = |id: &str,
-                title: &str,
-                status: Status,
-                message: String,
-                remedy: Option<String>,
-                evidence: serde_json::Value| CheckResult {
-        id: id.into(),
-        category: "k8s".into(),
-        title: title.into(),
-        status,
-        message,
-        remedy,
-        needs: vec![],
-        skipped_because: None,
-        duration: start.elapsed(),
-        evidence,
-        attempts: 1,
-        docs: Some(format!("docs/checks.md#{}", id.replace('.', ""))),
-    };
-    let ev = serde_json::json!({"workloads": workloads, "services_found": seen, "services_missing": missing, "not_scraped": not_scraped});
-    results.push(if problems.is_empty() {
-        base(
-            "k8s.scrape-annotations",
-            "Every Deployment asks Prometheus to scrape its pods",
-            if missing.is_empty() && lint_warnings.is_empty() {
-                Status::Pass
-            } else {
-                Status::Warn
-            },
-            if !lint_warnings.is_empty() {
-                lint_warnings.join(" | ")
-            } else if missing.is_empty() {
-                format!("{workloads} workloads read; every service asks to be scraped")
-            } else {
-                format!(
-                    "{workloads} workloads read; not in these files: {}",
-                    missing
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            },
-            (!missing.is_empty()).then(|| {
-                "msa-doctor lint --services <the Deployments of your services> PATH...".into()
-            }),
-            ev,
-        )
-    } else {
-        base(
-            "k8s.scrape-annotations",
-            "Every Deployment asks Prometheus to scrape its pods",
-            Status::Fail,
-            problems.join(" | "),
-            Some(remedies.join("\n")),
-            ev,
-        )
-    });
-    let report = Report {
-        started_at,
-        duration: start.elapsed(),
-        target: Target {
-            grafana_url: String::new(),
-            prometheus: "none (lint)".into(),
-            kube_context: None,
-            namespace: String::new(),
-        },
-        checks: results,
-    };
-    let mut s = Settings::defaults();
-    s.output = args.output.unwrap_or(Format::Human);
-    s.color = args.color.unwrap_or(crate::cli::ColorChoice::Auto);
-    Ok(print_report(
-        &report,
-        &s,
-        report.summary().exit_code(args.strict),
-    ))
+    crate::lint::run(args)
 }
 
 #[cfg(test)]

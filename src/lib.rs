@@ -9,7 +9,8 @@
 //! - [`config`] loads and validates check definitions (`checks/*.toml` and `--checks DIR`);
 //! - [`engine`] runs the checks as a dependency graph, concurrently, each under a deadline;
 //! - [`probes`] holds every kind of check, general (`tcp`, `http`, `exec`) and the guide's own;
-//! - [`report`] renders one result model as human text, JSON, JUnit or Markdown.
+//! - [`report`] renders one result model as human text, JSON, JUnit or Markdown;
+//! - [`lint`] checks a repository's manifests and applications without a cluster.
 #![warn(missing_docs)]
 
 pub mod app;
@@ -21,6 +22,7 @@ pub mod domain;
 pub mod engine;
 pub mod exit_code;
 pub mod explain;
+pub mod lint;
 pub mod probes;
 pub mod report;
 #[cfg(feature = "sandbox")]
