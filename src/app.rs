@@ -1,6 +1,6 @@
 //! The commands, wired together: settings, plan, run, report. `main.rs` only calls [`main`].
 
-use crate::cli::{CheckArgs, Cli, ColorChoice, Command, Format, ListArgs};
+use crate::cli::{CheckArgs, Cli, ColorChoice, Command, ConfigCommand, DocsArgs, Format, ListArgs};
 use crate::config::{self, ConfigError, Plan};
 use crate::engine::{CheckCtx, Clients, Facts, RunEvent, RunOptions, Runner, Selection};
 use crate::exit_code;
@@ -19,6 +19,21 @@ pub async fn main(cli: Cli) -> i32 {
         Some(Command::Demo(args)) => demo(args).await,
         Some(Command::Explain(args)) => crate::commands::explain(args).await,
         Some(Command::Lint(args)) => crate::commands::lint(args),
+        Some(Command::Serve(args)) => crate::serve::run(args).await,
+        Some(Command::Docs(args)) => docs(args),
+        Some(Command::Completion(args)) => {
+            let name = crate::cli::display_name(std::env::args_os().next().as_deref());
+            Ok(write_stdout(&crate::shell::completion(args.shell, name)))
+        }
+        Some(Command::Man) => match crate::shell::man_page() {
+            Ok(page) => Ok(write_stdout(&page)),
+            Err(e) => Err(ConfigError::Usage(format!("cannot render the man page: {e}"))),
+        },
+        Some(Command::Version) => Ok(write_stdout(crate::version::long().as_bytes())),
+        Some(Command::Config(ConfigCommand::Show(args))) => config_show(args),
+        Some(Command::Config(ConfigCommand::Path)) => {
+            Ok(write_stdout(settings::config_paths_text().as_bytes()))
+        }
     };
     match result {
         Ok(code) => code,
@@ -39,6 +54,29 @@ async fn demo(_args: crate::cli::DemoArgs) -> Result<i32, ConfigError> {
     Err(ConfigError::Usage(
         "this build has no practice stack: rebuild with the default feature `sandbox`".into(),
     ))
+}
+
+/// Writes bytes to stdout; a closed pipe is not an error worth a panic. Returns exit code 0.
+fn write_stdout(bytes: &[u8]) -> i32 {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes);
+    let _ = out.flush();
+    exit_code::OK
+}
+
+fn docs(args: DocsArgs) -> Result<i32, ConfigError> {
+    let text = crate::docs::show(args.id.as_deref()).map_err(ConfigError::Usage)?;
+    Ok(write_stdout(text.as_bytes()))
+}
+
+fn config_show(args: CheckArgs) -> Result<i32, ConfigError> {
+    let file = FileConfig::load(args.report.config.as_deref())?;
+    let env = Env::from_process();
+    let resolved = settings::resolve(&args, &env, file.as_ref())?;
+    let text = crate::config_show::show(&args, &env, file.as_ref(), &resolved, &|k| {
+        std::env::var(k).ok().filter(|v| !v.is_empty())
+    });
+    Ok(write_stdout(text.as_bytes()))
 }
 
 /// Loads flags, environment and config file into settings and the validated plan.
@@ -188,6 +226,7 @@ pub fn print_report(report: &Report, settings: &Settings) {
     let opts = RenderOptions {
         color: use_color(settings.color),
         unicode: unicode_ok(),
+        verbosity: settings.verbosity,
     };
     let text = report::render(report, settings.output, opts);
     let mut out = std::io::stdout().lock();
@@ -207,7 +246,12 @@ fn list(args: ListArgs) -> Result<i32, ConfigError> {
     let settings = settings::resolve(&check_args, &Env::default(), file.as_ref())?;
     // The needs as `check` would run them (through Grafana unless the file names Prometheus).
     let plan = config::load(&settings.check_dirs)?.for_settings(settings.prometheus_url.as_deref());
-    let text = match args.output.unwrap_or(Format::Human) {
+    let format = args
+        .output
+        .unwrap_or(Format::Human)
+        .supported_by("list", &[Format::Human, Format::Json])
+        .map_err(ConfigError::Usage)?;
+    let text = match format {
         Format::Json => {
             let items: Vec<serde_json::Value> = plan
                 .checks

@@ -9,13 +9,18 @@
 //! - [`config`] loads and validates check definitions (`checks/*.toml` and `--checks DIR`);
 //! - [`engine`] runs the checks as a dependency graph, concurrently, each under a deadline;
 //! - [`probes`] holds every kind of check, general (`tcp`, `http`, `exec`) and the guide's own;
-//! - [`report`] renders one result model as human text, JSON, JUnit or Markdown.
+//! - [`report`] renders one result model as human text, JSON, JUnit, Markdown or Prometheus
+//!   metrics;
+//! - [`serve`] re-runs the checklist and serves its metrics; [`docs`], [`shell`] and
+//!   [`version`] answer `docs`, `completion`/`man` and `version`.
 #![warn(missing_docs)]
 
 pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod config_show;
+pub mod docs;
 pub mod engine;
 pub mod exit_code;
 pub mod explain;
@@ -23,4 +28,7 @@ pub mod probes;
 pub mod report;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod serve;
 pub mod settings;
+pub mod shell;
+pub mod version;

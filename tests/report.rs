@@ -4,13 +4,14 @@
 
 use msa_doctor::cli::Format;
 use msa_doctor::engine::{CheckResult, Status};
-use msa_doctor::report::{RenderOptions, Report, Target, render};
+use msa_doctor::report::{RenderOptions, Report, Target, Verbosity, render};
 use serde_json::{Value, json};
 use std::time::{Duration, UNIX_EPOCH};
 
 const PLAIN: RenderOptions = RenderOptions {
     color: false,
     unicode: true,
+    verbosity: Verbosity::Normal,
 };
 
 fn check(id: &str, status: Status, ms: u64, message: &str) -> CheckResult {
@@ -159,6 +160,7 @@ fn human_ascii() {
         RenderOptions {
             color: false,
             unicode: false,
+            verbosity: Verbosity::Normal,
         },
     );
     assert!(text.is_ascii(), "non-ASCII character in:\n{text}");
@@ -175,6 +177,7 @@ fn human_colour_only_when_asked() {
         RenderOptions {
             color: true,
             unicode: true,
+            verbosity: Verbosity::Normal,
         },
     );
     assert!(!plain.contains('\x1b'));
@@ -192,6 +195,7 @@ fn human_colour_only_when_asked() {
             RenderOptions {
                 color: true,
                 unicode: true,
+                verbosity: Verbosity::Normal,
             },
         );
         assert!(!text.contains('\x1b'), "{format:?} has an ANSI code");
