@@ -7,9 +7,15 @@
 /// `docs/checks.md` as built.
 pub const CHECKS_MD: &str = include_str!("../docs/checks.md");
 
-/// Where a check's section lives in the repository, relative to its root (the JSON `docs_url`).
+/// Where a check's section lives in the repository, relative to its root (the JSON
+/// `docs_url`): the anchor GitHub gives the `## <id>` heading, which drops the dots.
 pub fn docs_url(id: &str) -> String {
-    format!("docs/checks.md#{id}")
+    format!("docs/checks.md#{}", id.replace('.', ""))
+}
+
+/// Whether `docs` points into `docs/checks.md` (so `msa-doctor docs ID` shows the same text).
+pub fn is_checks_md(docs: &str) -> bool {
+    docs.starts_with("docs/checks.md")
 }
 
 /// Every documented id with its section (heading included), in the file's order.
@@ -92,6 +98,16 @@ mod tests {
         let plan = crate::config::load(&[]).expect("the built-in checks load");
         for c in &plan.checks {
             assert!(is_documented(&c.id), "{} has no `## {}` in docs/checks.md", c.id, c.id);
+        }
+    }
+
+    #[test]
+    fn built_in_docs_links_are_the_generated_anchors() {
+        let plan = crate::config::load(&[]).expect("the built-in checks load");
+        for c in &plan.checks {
+            if let Some(d) = &c.docs {
+                assert_eq!(d, &docs_url(&c.id), "checks/*.toml's docs of {}", c.id);
+            }
         }
     }
 

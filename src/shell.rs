@@ -42,7 +42,7 @@ mod tests {
     fn every_shell_gets_a_script_that_names_the_commands() {
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish, Shell::Powershell] {
             let s = String::from_utf8(completion(shell, "msa-doctor")).unwrap();
-            for word in ["explain", "--namespace", "--output", "prometheus"] {
+            for word in ["explain", "namespace", "output", "prometheus"] {
                 assert!(s.contains(word), "{shell:?} lacks {word}");
             }
         }

@@ -180,10 +180,11 @@ pub(crate) fn count_phrases(s: &Summary) -> Vec<(Status, usize, String)> {
 /// the embedded section (it works from an installed binary, unlike a path into the source
 /// tree); `None` for a check that has neither.
 pub(crate) fn docs_link(r: &CheckResult) -> Option<String> {
+    let embedded = crate::docs::is_documented(&r.id);
     match &r.docs {
-        Some(d) => Some(d.clone()),
-        None if crate::docs::is_documented(&r.id) => Some(format!("msa-doctor docs {}", r.id)),
-        None => None,
+        Some(d) if !(embedded && crate::docs::is_checks_md(d)) => Some(d.clone()),
+        _ if embedded => Some(format!("msa-doctor docs {}", r.id)),
+        _ => None,
     }
 }
 
