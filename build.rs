@@ -31,7 +31,11 @@ fn date(secs: u64) -> String {
 fn main() {
     // The commit HEAD names; uncommitted changes are not marked, since this script only
     // re-runs when HEAD moves and a mark could be stale.
-    let commit = git(&["rev-parse", "--short=12", "HEAD"]);
+    // A build without .git (a container build, a source archive) may pass it in.
+    let commit = std::env::var("MSA_DOCTOR_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty() && c != "unknown")
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]));
     println!(
         "cargo:rustc-env=MSA_DOCTOR_COMMIT={}",
         commit.unwrap_or_else(|| "unknown".into())
@@ -51,6 +55,7 @@ fn main() {
         std::env::var("TARGET").unwrap_or_else(|_| "unknown".into())
     );
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    println!("cargo:rerun-if-env-changed=MSA_DOCTOR_COMMIT");
     // Re-run when HEAD moves (a commit, a checkout); in a worktree these live in its git dir.
     for path in ["HEAD", "logs/HEAD"] {
         if let Some(p) = git(&["rev-parse", "--git-path", path]) {
