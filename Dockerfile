@@ -4,7 +4,7 @@
 # The build stage compiles without the practice stack (`demo` needs a Prometheus binary that
 # the image does not ship); the runtime stage is distroless (glibc and CA certificates, no
 # shell) and runs as the non-root user 65532.
-FROM rust:1.85-slim-bookworm AS build
+FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # The commit for `msa-doctor version` (.git is not copied into the build context).
 ARG MSA_DOCTOR_COMMIT=unknown

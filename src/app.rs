@@ -44,15 +44,25 @@ pub async fn main(cli: Cli) -> i32 {
     }
 }
 
-#[cfg(feature = "sandbox")]
+#[cfg(all(feature = "sandbox", unix))]
 async fn demo(args: crate::cli::DemoArgs) -> Result<i32, ConfigError> {
     crate::sandbox::demo::run(args).await
 }
 
-#[cfg(not(feature = "sandbox"))]
+#[cfg(all(not(feature = "sandbox"), unix))]
 async fn demo(_args: crate::cli::DemoArgs) -> Result<i32, ConfigError> {
     Err(ConfigError::Usage(
         "this build has no practice stack: rebuild with the default feature `sandbox`".into(),
+    ))
+}
+
+#[cfg(not(unix))]
+async fn demo(_args: crate::cli::DemoArgs) -> Result<i32, ConfigError> {
+    Err(ConfigError::Usage(
+        "the practice stack (`msa-doctor demo`) runs on Linux and macOS only: it starts \
+         Prometheus in a process group of its own. On Windows, run it inside WSL; every other \
+         command works here"
+            .into(),
     ))
 }
 

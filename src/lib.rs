@@ -26,7 +26,9 @@ pub mod exit_code;
 pub mod explain;
 pub mod probes;
 pub mod report;
-#[cfg(feature = "sandbox")]
+// The practice stack starts Prometheus in a process group of its own and handles SIGTERM:
+// Unix only. Elsewhere `demo` says so (see `app`).
+#[cfg(all(feature = "sandbox", unix))]
 pub mod sandbox;
 pub mod serve;
 pub mod settings;

@@ -2,7 +2,8 @@
 //! `promtool check metrics`, and `msa-doctor serve` against the practice stack is scraped by a
 //! real Prometheus (static_configs, its own port) in which `msa_doctor_check_status` then
 //! appears, with the practice stack's checks passing. `serve` stops cleanly on SIGTERM.
-#![cfg(unix)]
+// The practice stack runs Prometheus and manages process groups: Unix only.
+#![cfg(all(unix, feature = "sandbox"))]
 
 use msa_doctor::cli::Backend;
 use msa_doctor::sandbox::stack::start_for_test;

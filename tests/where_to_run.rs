@@ -340,3 +340,50 @@ fn the_user_config_file_and_config_show_without_secrets() {
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains(&cfg) && o.stderr.contains(":2"), "{}", o.stderr);
 }
+
+/// The `msa-doctor ...` command lines of a CI example's shell steps, without redirections.
+fn msa_doctor_lines(yaml: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for line in yaml.lines() {
+        let l = line.trim().trim_start_matches("- ").trim_start_matches("run: ");
+        if !l.starts_with("msa-doctor ") {
+            continue;
+        }
+        let cmd = l.split(['>', '|']).next().unwrap_or_default();
+        out.push(cmd.split_whitespace().map(String::from).collect());
+    }
+    out
+}
+
+#[test]
+fn the_ci_examples_are_yaml_and_run_command_lines_msa_doctor_accepts() {
+    for (file, must) in [
+        (
+            "examples/github-actions.yml",
+            &["id-token: write", "aws eks update-kubeconfig", "port-forward", "GITHUB_STEP_SUMMARY", "upload-sarif"][..],
+        ),
+        (
+            "examples/gitlab-ci.yml",
+            &["id_tokens", "assume-role-with-web-identity", "aws eks update-kubeconfig", "port-forward", "junit: report.xml"][..],
+        ),
+    ] {
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+        let _: serde_json::Value =
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{file}: not YAML: {e}"));
+        for m in must {
+            assert!(text.contains(m), "{file} lacks {m}");
+        }
+        let lines = msa_doctor_lines(&text);
+        assert!(lines.iter().any(|l| l.join(" ") == "msa-doctor --wait 3m -o junit"), "{file}: {lines:?}");
+        for argv in lines {
+            // `lint`'s options belong to the lint rewrite (`--output sarif`); its own tests
+            // cover them.
+            if argv.get(1).is_some_and(|a| a == "lint") {
+                continue;
+            }
+            if let Err(e) = msa_doctor::cli::try_parse_from(&argv) {
+                panic!("{file}: msa-doctor refuses {argv:?}: {e}");
+            }
+        }
+    }
+}
