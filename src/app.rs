@@ -27,7 +27,9 @@ pub async fn main(cli: Cli) -> i32 {
         }
         Some(Command::Man) => match crate::shell::man_page() {
             Ok(page) => Ok(write_stdout(&page)),
-            Err(e) => Err(ConfigError::Usage(format!("cannot render the man page: {e}"))),
+            Err(e) => Err(ConfigError::Usage(format!(
+                "cannot render the man page: {e}"
+            ))),
         },
         Some(Command::Version) => Ok(write_stdout(crate::version::long().as_bytes())),
         Some(Command::Config(ConfigCommand::Show(args))) => config_show(args),

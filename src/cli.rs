@@ -10,6 +10,7 @@ use std::time::Duration;
 #[command(
     name = "msa-doctor",
     version,
+    long_version = crate::version::LONG_VERSION,
     about,
     args_conflicts_with_subcommands = true
 )]
@@ -393,4 +394,71 @@ where
 /// Parses the process's command line (see [`try_parse_from`]).
 pub fn try_parse() -> Result<Cli, clap::Error> {
     try_parse_from(std::env::args_os())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `[default: X]` the help of `check`'s option `long` shows.
+    fn shown_default(long: &str) -> String {
+        let cmd = command_named("msa-doctor");
+        let check = cmd.find_subcommand("check").expect("check");
+        let arg = check
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .unwrap_or_else(|| panic!("no --{long}"));
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        help.split("[default: ")
+            .nth(1)
+            .and_then(|s| s.split(']').next())
+            .unwrap_or_else(|| panic!("--{long} shows no default: {help}"))
+            .to_string()
+    }
+
+    #[test]
+    fn the_defaults_help_shows_are_the_defaults_that_apply() {
+        let d = crate::settings::Settings::defaults();
+        let dur = |x: Duration| humantime::format_duration(x).to_string();
+        assert_eq!(shown_default("grafana-url"), d.grafana_url);
+        assert_eq!(shown_default("namespace"), d.namespace);
+        assert_eq!(
+            shown_default("monitoring-namespace"),
+            d.monitoring_namespace
+        );
+        assert_eq!(shown_default("services"), d.services.join(","));
+        assert_eq!(shown_default("topic"), d.topic);
+        assert_eq!(shown_default("window"), dur(d.window));
+        assert_eq!(shown_default("timeout"), dur(d.timeout));
+        assert_eq!(shown_default("jobs"), d.jobs.to_string());
+        assert_eq!(shown_default("output"), d.output.name());
+        assert_eq!(shown_default("color"), "auto");
+        if let crate::settings::GrafanaAuth::Password { user, .. } = &d.grafana_auth {
+            assert_eq!(&shown_default("grafana-user"), user);
+        }
+    }
+
+    #[test]
+    fn the_kubectl_plugin_name() {
+        use std::ffi::OsStr;
+        assert_eq!(
+            display_name(Some(OsStr::new("/usr/local/bin/kubectl-msa_doctor"))),
+            "kubectl msa-doctor"
+        );
+        assert_eq!(
+            display_name(Some(OsStr::new("kubectl-msa_doctor.exe"))),
+            "kubectl msa-doctor"
+        );
+        assert_eq!(
+            display_name(Some(OsStr::new("/usr/bin/msa-doctor"))),
+            "msa-doctor"
+        );
+        assert_eq!(display_name(None), "msa-doctor");
+        let e = try_parse_from(["kubectl-msa_doctor", "--nope"]).unwrap_err();
+        assert!(e.to_string().contains("kubectl msa-doctor"), "{e}");
+        let cli = try_parse_from(["msa-doctor", "-n", "shop", "-o", "json", "-q"]).unwrap();
+        assert_eq!(cli.check.namespace.as_deref(), Some("shop"));
+        assert_eq!(cli.check.report.output, Some(Format::Json));
+        assert!(cli.check.report.quiet);
+    }
 }

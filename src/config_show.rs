@@ -18,7 +18,10 @@ pub fn show(
     s: &Settings,
     getenv: &dyn Fn(&str) -> Option<String>,
 ) -> String {
-    let file_sets = |key: &str| file.and_then(|f| f.sets(key)).map(|at| format!("file {at}"));
+    let file_sets = |key: &str| {
+        file.and_then(|f| f.sets(key))
+            .map(|at| format!("file {at}"))
+    };
     // Where a value came from, given whether a flag set it and the file key.
     let from = |flag: Option<&str>, key: &str| -> String {
         match flag {
@@ -133,7 +136,10 @@ pub fn show(
     rows.push((
         "namespace",
         s.namespace.clone(),
-        from(args.namespace.as_ref().map(|_| "-n/--namespace"), "namespace"),
+        from(
+            args.namespace.as_ref().map(|_| "-n/--namespace"),
+            "namespace",
+        ),
     ));
     rows.push((
         "monitoring-namespace",
@@ -222,11 +228,7 @@ pub fn show(
     } else {
         from(None, "color")
     };
-    rows.push((
-        "color",
-        format!("{:?}", s.color).to_lowercase(),
-        color_src,
-    ));
+    rows.push(("color", format!("{:?}", s.color).to_lowercase(), color_src));
     let verbosity_src = if r.quiet {
         "flag -q".to_string()
     } else if r.verbose {
@@ -260,7 +262,10 @@ pub fn show(
         .max()
         .unwrap_or(5)
         .clamp(5, 60);
-    out.push_str(&format!("{:<w_key$}  {:<w_val$}  FROM\n", "SETTING", "VALUE"));
+    out.push_str(&format!(
+        "{:<w_key$}  {:<w_val$}  FROM\n",
+        "SETTING", "VALUE"
+    ));
     for (k, v, src) in rows {
         out.push_str(&format!("{k:<w_key$}  {v:<w_val$}  {src}\n"));
     }

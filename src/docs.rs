@@ -47,7 +47,10 @@ pub fn sections() -> Vec<(&'static str, &'static str)> {
 
 /// The section of one id, when it is documented.
 pub fn section(id: &str) -> Option<&'static str> {
-    sections().into_iter().find(|(i, _)| *i == id).map(|(_, s)| s)
+    sections()
+        .into_iter()
+        .find(|(i, _)| *i == id)
+        .map(|(_, s)| s)
 }
 
 /// Whether the id has a section.
@@ -76,7 +79,9 @@ pub fn show(id: Option<&str>) -> Result<String, String> {
                 let near: Vec<&str> = ids
                     .iter()
                     .copied()
-                    .filter(|i| i.contains(id) || id.contains(i.split('.').next_back().unwrap_or(i)))
+                    .filter(|i| {
+                        i.contains(id) || id.contains(i.split('.').next_back().unwrap_or(i))
+                    })
                     .collect();
                 let hint = if near.is_empty() {
                     "`msa-doctor docs` lists them".to_string()
@@ -97,7 +102,12 @@ mod tests {
     fn every_built_in_check_has_a_section() {
         let plan = crate::config::load(&[]).expect("the built-in checks load");
         for c in &plan.checks {
-            assert!(is_documented(&c.id), "{} has no `## {}` in docs/checks.md", c.id, c.id);
+            assert!(
+                is_documented(&c.id),
+                "{} has no `## {}` in docs/checks.md",
+                c.id,
+                c.id
+            );
         }
     }
 
@@ -116,7 +126,10 @@ mod tests {
         let s = section("grafana.default-password").expect("documented");
         assert!(s.starts_with("## grafana.default-password\n"), "{s}");
         assert!(s.contains("admin"));
-        assert!(!s.contains("## grafana.datasource"), "runs into the next: {s}");
+        assert!(
+            !s.contains("## grafana.datasource"),
+            "runs into the next: {s}"
+        );
         let last = section("panel.cpu").expect("documented");
         assert!(last.contains("cAdvisor"));
     }
@@ -128,6 +141,10 @@ mod tests {
         assert!(!list.contains("The checks"), "the title is not an id");
         let err = show(Some("targets")).unwrap_err();
         assert!(err.contains("prometheus.targets"), "{err}");
-        assert!(show(Some("nope.nothing")).unwrap_err().contains("msa-doctor docs"));
+        assert!(
+            show(Some("nope.nothing"))
+                .unwrap_err()
+                .contains("msa-doctor docs")
+        );
     }
 }

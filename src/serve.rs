@@ -86,7 +86,10 @@ async fn healthz(State(s): State<Shared>) -> Response {
     // less than three intervals (and at least two minutes) ago.
     let stale_after = (s.interval * 3).max(Duration::from_secs(120));
     match last.ended {
-        None => (StatusCode::OK, "starting: the first run is under way\n".to_string()),
+        None => (
+            StatusCode::OK,
+            "starting: the first run is under way\n".to_string(),
+        ),
         Some(t) if t.elapsed() <= stale_after => (
             StatusCode::OK,
             format!(

@@ -51,7 +51,11 @@ mod tests {
     #[test]
     fn the_man_page_is_roff_with_the_options() {
         let m = String::from_utf8(man_page().unwrap()).unwrap();
-        assert!(m.starts_with(".ie") || m.contains(".TH msa-doctor 1"), "{}", &m[..200]);
+        assert!(
+            m.starts_with(".ie") || m.contains(".TH msa-doctor 1"),
+            "{}",
+            &m[..200]
+        );
         assert!(m.contains("namespace"));
     }
 }

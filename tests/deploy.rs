@@ -81,10 +81,14 @@ fn pod_specs() -> Vec<(String, PodSpec)> {
 fn every_manifest_is_a_valid_object_of_its_kind() {
     let mut kinds = BTreeSet::new();
     for (file, d) in documents() {
-        let kind = d["kind"].as_str().unwrap_or_else(|| panic!("{file}: no kind"));
+        let kind = d["kind"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file}: no kind"));
         kinds.insert(kind.to_string());
         assert!(
-            d["metadata"]["name"].as_str().is_some_and(|n| !n.is_empty()),
+            d["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty()),
             "{file}: {kind} has no name"
         );
         match kind {
@@ -133,31 +137,64 @@ fn every_manifest_is_a_valid_object_of_its_kind() {
             other => panic!("{file}: no test knows the kind {other}"),
         }
     }
-    for k in ["ClusterRole", "Job", "CronJob", "Deployment", "ServiceMonitor", "PrometheusRule"] {
+    for k in [
+        "ClusterRole",
+        "Job",
+        "CronJob",
+        "Deployment",
+        "ServiceMonitor",
+        "PrometheusRule",
+    ] {
         assert!(kinds.contains(k), "deploy/ has no {k}: {kinds:?}");
     }
     // The ServiceMonitor's port is the Service's, which is the container's.
     let docs = documents();
     let service = docs.iter().find(|(_, d)| d["kind"] == "Service").unwrap();
-    let sm = docs.iter().find(|(_, d)| d["kind"] == "ServiceMonitor").unwrap();
-    assert_eq!(sm.1["spec"]["endpoints"][0]["port"], service.1["spec"]["ports"][0]["name"]);
-    assert_eq!(sm.1["spec"]["selector"]["matchLabels"], service.1["spec"]["selector"]);
+    let sm = docs
+        .iter()
+        .find(|(_, d)| d["kind"] == "ServiceMonitor")
+        .unwrap();
+    assert_eq!(
+        sm.1["spec"]["endpoints"][0]["port"],
+        service.1["spec"]["ports"][0]["name"]
+    );
+    assert_eq!(
+        sm.1["spec"]["selector"]["matchLabels"],
+        service.1["spec"]["selector"]
+    );
 }
 
 #[test]
 fn workloads_run_as_the_service_account_non_root_with_arguments_msa_doctor_accepts() {
     let specs = pod_specs();
-    assert_eq!(specs.len(), 3, "the Job, the CronJob and serve's Deployment");
+    assert_eq!(
+        specs.len(),
+        3,
+        "the Job, the CronJob and serve's Deployment"
+    );
     let version = env!("CARGO_PKG_VERSION");
     for (file, spec) in specs {
-        assert_eq!(spec.service_account_name.as_deref(), Some("msa-doctor"), "{file}");
-        let psc = spec.security_context.clone().expect("a pod securityContext");
+        assert_eq!(
+            spec.service_account_name.as_deref(),
+            Some("msa-doctor"),
+            "{file}"
+        );
+        let psc = spec
+            .security_context
+            .clone()
+            .expect("a pod securityContext");
         assert_eq!(psc.run_as_non_root, Some(true), "{file}");
         assert!(psc.run_as_user.is_some_and(|u| u != 0), "{file}");
         for c in &spec.containers {
             let image = c.image.as_deref().unwrap();
-            assert!(image.ends_with(&format!(":{version}")), "{file}: {image} is not {version}");
-            let sc = c.security_context.as_ref().expect("a container securityContext");
+            assert!(
+                image.ends_with(&format!(":{version}")),
+                "{file}: {image} is not {version}"
+            );
+            let sc = c
+                .security_context
+                .as_ref()
+                .expect("a container securityContext");
             assert_eq!(sc.allow_privilege_escalation, Some(false), "{file}");
             assert_eq!(sc.read_only_root_filesystem, Some(true), "{file}");
             let mut argv = vec!["msa-doctor".to_string()];
@@ -170,7 +207,10 @@ fn workloads_run_as_the_service_account_non_root_with_arguments_msa_doctor_accep
                 if env.name.contains("PASSWORD") || env.name.contains("TOKEN") {
                     assert!(env.value.is_none(), "{file}: {} is a literal", env.name);
                     assert!(
-                        env.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).is_some(),
+                        env.value_from
+                            .as_ref()
+                            .and_then(|v| v.secret_key_ref.as_ref())
+                            .is_some(),
                         "{file}: {} is not from a Secret",
                         env.name
                     );
@@ -217,9 +257,11 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Every `(group, plural)` the code reads from the Kubernetes API. The practice stack
 /// (src/sandbox/) serves that API; it does not read a real one.
 fn resources_in_code() -> BTreeSet<(String, String)> {
-    let typed = regex::Regex::new(r"Api<\s*(?:[A-Za-z_][A-Za-z0-9_]*::)*([A-Z][A-Za-z0-9]*)\s*>").unwrap();
+    let typed =
+        regex::Regex::new(r"Api<\s*(?:[A-Za-z_][A-Za-z0-9_]*::)*([A-Z][A-Za-z0-9]*)\s*>").unwrap();
     let gvk = regex::Regex::new(r#"GroupVersionKind::gvk\(\s*"([^"]*)""#).unwrap();
-    let plural_arg = regex::Regex::new(r#"from_gvk_with_plural\([^,]+,\s*"([a-z]+)"\s*\)"#).unwrap();
+    let plural_arg =
+        regex::Regex::new(r#"from_gvk_with_plural\([^,]+,\s*"([a-z]+)"\s*\)"#).unwrap();
     let kind_plural = regex::Regex::new(r#"\(\s*"[A-Z][A-Za-z]*"\s*,\s*"([a-z]+)"\s*\)"#).unwrap();
     let mut files = Vec::new();
     rust_files(&root().join("src"), &mut files);
@@ -237,13 +279,24 @@ fn resources_in_code() -> BTreeSet<(String, String)> {
             let (g, p) = resource_of(name);
             out.insert((g.to_string(), p.to_string()));
         }
-        let groups: BTreeSet<&str> = gvk.captures_iter(&text).map(|c| c.get(1).unwrap().as_str()).collect();
+        let groups: BTreeSet<&str> = gvk
+            .captures_iter(&text)
+            .map(|c| c.get(1).unwrap().as_str())
+            .collect();
         if groups.is_empty() {
             continue;
         }
-        assert_eq!(groups.len(), 1, "{}: several API groups of dynamic objects; teach this test which plural is whose", f.display());
+        assert_eq!(
+            groups.len(),
+            1,
+            "{}: several API groups of dynamic objects; teach this test which plural is whose",
+            f.display()
+        );
         let group = groups.into_iter().next().unwrap();
-        for c in plural_arg.captures_iter(&text).chain(kind_plural.captures_iter(&text)) {
+        for c in plural_arg
+            .captures_iter(&text)
+            .chain(kind_plural.captures_iter(&text))
+        {
             out.insert((group.to_string(), c[1].to_string()));
         }
     }
@@ -254,8 +307,15 @@ fn resources_in_code() -> BTreeSet<(String, String)> {
 fn the_cluster_role_grants_exactly_what_the_code_reads() {
     let used = resources_in_code();
     // The scan finds what it must: a guard against a regex that matches nothing.
-    for must in [("", "services"), ("apps", "deployments"), ("monitoring.coreos.com", "servicemonitors")] {
-        assert!(used.contains(&(must.0.to_string(), must.1.to_string())), "{must:?} not found in src/: {used:?}");
+    for must in [
+        ("", "services"),
+        ("apps", "deployments"),
+        ("monitoring.coreos.com", "servicemonitors"),
+    ] {
+        assert!(
+            used.contains(&(must.0.to_string(), must.1.to_string())),
+            "{must:?} not found in src/: {used:?}"
+        );
     }
     let (file, doc) = documents()
         .into_iter()
@@ -265,10 +325,19 @@ fn the_cluster_role_grants_exactly_what_the_code_reads() {
     let mut granted = BTreeSet::new();
     for rule in role.rules.unwrap_or_default() {
         for v in &rule.verbs {
-            assert!(["get", "list", "watch"].contains(&v.as_str()), "{file}: verb {v} is not read-only");
+            assert!(
+                ["get", "list", "watch"].contains(&v.as_str()),
+                "{file}: verb {v} is not read-only"
+            );
         }
-        assert!(rule.verbs.iter().any(|v| v == "list") && rule.verbs.iter().any(|v| v == "get"), "{file}: the code gets and lists");
-        assert!(rule.resource_names.is_none(), "{file}: the code lists, which resourceNames cannot grant");
+        assert!(
+            rule.verbs.iter().any(|v| v == "list") && rule.verbs.iter().any(|v| v == "get"),
+            "{file}: the code gets and lists"
+        );
+        assert!(
+            rule.resource_names.is_none(),
+            "{file}: the code lists, which resourceNames cannot grant"
+        );
         for g in rule.api_groups.iter().flatten() {
             for r in rule.resources.iter().flatten() {
                 assert!(r != "*" && g != "*", "{file}: no wildcard");
@@ -282,15 +351,28 @@ fn the_cluster_role_grants_exactly_what_the_code_reads() {
         .annotations
         .unwrap_or_default()
         .get("msa-doctor.dev/not-granted")
-        .map(|s| s.split(',').map(|r| (String::new(), r.trim().to_string())).collect())
+        .map(|s| {
+            s.split(',')
+                .map(|r| (String::new(), r.trim().to_string()))
+                .collect()
+        })
         .unwrap_or_default();
     let needed: BTreeSet<_> = used.difference(&not_granted).cloned().collect();
     let missing: Vec<_> = needed.difference(&granted).collect();
     let unused: Vec<_> = granted.difference(&needed).collect();
-    assert!(missing.is_empty(), "the code reads {missing:?}, which {file} does not grant: add them, or list them in msa-doctor.dev/not-granted with why");
-    assert!(unused.is_empty(), "{file} grants {unused:?}, which no code reads: remove them");
+    assert!(
+        missing.is_empty(),
+        "the code reads {missing:?}, which {file} does not grant: add them, or list them in msa-doctor.dev/not-granted with why"
+    );
+    assert!(
+        unused.is_empty(),
+        "{file} grants {unused:?}, which no code reads: remove them"
+    );
     for ng in &not_granted {
-        assert!(used.contains(ng), "{file}: {ng:?} is listed as not granted but no code reads it");
+        assert!(
+            used.contains(ng),
+            "{file}: {ng:?} is listed as not granted but no code reads it"
+        );
     }
 }
 
@@ -320,9 +402,15 @@ fn the_alert_rules_pass_promtool_and_use_exported_metrics() {
             let expr = r["expr"].as_str().unwrap();
             promql_parser::parser::parse(expr).unwrap_or_else(|e| panic!("{file}: {expr}: {e}"));
             let names = metric_names(expr);
-            assert!(!names.is_empty(), "{file}: {expr} reads no msa-doctor metric");
+            assert!(
+                !names.is_empty(),
+                "{file}: {expr} reads no msa-doctor metric"
+            );
             for n in names {
-                assert!(EXPORTED.contains(&n.as_str()), "{file}: {n} is not exported");
+                assert!(
+                    EXPORTED.contains(&n.as_str()),
+                    "{file}: {n} is not exported"
+                );
             }
         }
     }
@@ -371,22 +459,39 @@ fn krew_manifest_and_its_checksums() {
     let manifest = root().join("deploy/krew/msa-doctor.yaml");
     let text = std::fs::read_to_string(&manifest).unwrap();
     let d: Value = serde_saphyr::from_str(&text).unwrap();
-    assert_eq!(d["spec"]["version"], format!("v{}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        d["spec"]["version"],
+        format!("v{}", env!("CARGO_PKG_VERSION"))
+    );
     let platforms = d["spec"]["platforms"].as_array().unwrap();
     let mut oses = BTreeSet::new();
     let mut archives = Vec::new();
     for p in platforms {
-        oses.insert(p["selector"]["matchLabels"]["os"].as_str().unwrap().to_string());
+        oses.insert(
+            p["selector"]["matchLabels"]["os"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
         let bin = p["bin"].as_str().unwrap();
-        assert!(bin.starts_with("kubectl-msa_doctor"), "{bin}: krew's name for `kubectl msa-doctor`");
+        assert!(
+            bin.starts_with("kubectl-msa_doctor"),
+            "{bin}: krew's name for `kubectl msa-doctor`"
+        );
         let uri = p["uri"].as_str().unwrap();
         let archive = uri.rsplit('/').next().unwrap().to_string();
         let stem = archive.trim_end_matches(".tar.gz").trim_end_matches(".zip");
-        assert!(p["files"][0]["from"].as_str().unwrap().starts_with(stem), "{uri}");
+        assert!(
+            p["files"][0]["from"].as_str().unwrap().starts_with(stem),
+            "{uri}"
+        );
         assert_eq!(p["files"][0]["to"].as_str().unwrap(), bin);
         archives.push(archive);
     }
-    assert_eq!(oses, ["darwin", "linux", "windows"].map(String::from).into());
+    assert_eq!(
+        oses,
+        ["darwin", "linux", "windows"].map(String::from).into()
+    );
 
     // fill-checksums.sh over fake archives writes each one's sha256 after its uri.
     let dist = tempfile::tempdir().unwrap();
@@ -395,18 +500,41 @@ fn krew_manifest_and_its_checksums() {
     }
     let out_file = dist.path().join("filled.yaml");
     let script = root().join("deploy/krew/fill-checksums.sh");
-    let o = Command::new("bash").arg(&script).arg(dist.path()).arg(&out_file).output().unwrap();
+    let o = Command::new("bash")
+        .arg(&script)
+        .arg(dist.path())
+        .arg(&out_file)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let filled: Value = serde_saphyr::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
-    for (p, a) in filled["spec"]["platforms"].as_array().unwrap().iter().zip(&archives) {
-        let sum = Command::new("sha256sum").arg(dist.path().join(a)).output().unwrap();
-        let want = String::from_utf8_lossy(&sum.stdout).split(' ').next().unwrap().to_string();
+    let filled: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    for (p, a) in filled["spec"]["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&archives)
+    {
+        let sum = Command::new("sha256sum")
+            .arg(dist.path().join(a))
+            .output()
+            .unwrap();
+        let want = String::from_utf8_lossy(&sum.stdout)
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string();
         assert_eq!(p["sha256"].as_str().unwrap(), want, "{a}");
     }
     // A missing archive is an error naming it, and nothing is written.
     std::fs::remove_file(dist.path().join(&archives[0])).unwrap();
     let other = dist.path().join("other.yaml");
-    let o = Command::new("bash").arg(&script).arg(dist.path()).arg(&other).output().unwrap();
+    let o = Command::new("bash")
+        .arg(&script)
+        .arg(dist.path())
+        .arg(&other)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains(&archives[0]));
     assert!(!other.exists());
@@ -417,12 +545,45 @@ fn krew_manifest_and_its_checksums() {
 #[test]
 fn the_image_runs_as_a_non_root_user_on_a_minimal_base() {
     let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
-    let last_from = text.lines().filter(|l| l.starts_with("FROM ")).last().unwrap();
+    let last_from = text.lines().rfind(|l| l.starts_with("FROM ")).unwrap();
     assert!(last_from.contains("distroless"), "{last_from}");
-    let user = text.lines().filter(|l| l.starts_with("USER ")).last().unwrap();
+    let user = text.lines().rfind(|l| l.starts_with("USER ")).unwrap();
     assert!(!user.contains(" 0") && !user.contains("root"), "{user}");
     // What the build copies is what include_str! needs.
     for dir in ["checks", "docs", "src"] {
         assert!(text.contains(&format!("COPY {dir} {dir}")), "{dir}");
     }
+}
+
+#[test]
+fn the_release_matrix_builds_every_archive_krew_names() {
+    let wf = std::fs::read_to_string(root().join(".github/workflows/release.yml")).unwrap();
+    let wf_doc: Value = serde_saphyr::from_str(&wf).unwrap();
+    let targets: BTreeSet<String> = wf_doc["jobs"]["build"]["strategy"]["matrix"]["include"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["target"].as_str().unwrap().to_string())
+        .collect();
+    let krew: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(root().join("deploy/krew/msa-doctor.yaml")).unwrap(),
+    )
+    .unwrap();
+    let version = format!("v{}", env!("CARGO_PKG_VERSION"));
+    let mut named = BTreeSet::new();
+    for p in krew["spec"]["platforms"].as_array().unwrap() {
+        let archive = p["uri"].as_str().unwrap().rsplit('/').next().unwrap();
+        let rest = archive
+            .strip_prefix(&format!("msa-doctor-{version}-"))
+            .unwrap_or_else(|| panic!("{archive} is not msa-doctor-{version}-<target>"));
+        let target = rest.trim_end_matches(".tar.gz").trim_end_matches(".zip");
+        assert_eq!(
+            rest.ends_with(".zip"),
+            target.contains("windows"),
+            "{archive}"
+        );
+        named.insert(target.to_string());
+    }
+    assert_eq!(targets, named, "release.yml builds what krew downloads");
+    assert!(wf.contains("msa-doctor-${GITHUB_REF_NAME}-${{ matrix.target }}"));
 }

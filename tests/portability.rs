@@ -27,7 +27,9 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn is_unix_cfg(line: &str) -> bool {
     let l = line.trim();
-    (l.starts_with("#[cfg(") || l.starts_with("#![cfg(")) && l.contains("unix") && !l.contains("not(unix)")
+    (l.starts_with("#[cfg(") || l.starts_with("#![cfg("))
+        && l.contains("unix")
+        && !l.contains("not(unix)")
 }
 
 /// Whether the line at `i` is inside an item gated on unix: a `#[cfg(unix)]` (or
@@ -71,7 +73,10 @@ fn unix_only_calls_are_behind_cfg_unix() {
         .collect::<Vec<_>>()
         .windows(2)
         .any(|w| is_unix_cfg(w[0]) && w[1].trim() == "pub mod sandbox;");
-    assert!(sandbox_gated, "src/lib.rs: `pub mod sandbox;` is not behind cfg(unix)");
+    assert!(
+        sandbox_gated,
+        "src/lib.rs: `pub mod sandbox;` is not behind cfg(unix)"
+    );
     let mut files = Vec::new();
     rust_files(&root.join("src"), &mut files);
     let mut bad = Vec::new();
@@ -92,8 +97,15 @@ fn unix_only_calls_are_behind_cfg_unix() {
             }
         }
     }
-    assert!(seen >= 3, "the scan found only {seen} Unix-only calls: is it still looking?");
-    assert!(bad.is_empty(), "Unix-only calls outside cfg(unix):\n{}", bad.join("\n"));
+    assert!(
+        seen >= 3,
+        "the scan found only {seen} Unix-only calls: is it still looking?"
+    );
+    assert!(
+        bad.is_empty(),
+        "Unix-only calls outside cfg(unix):\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]

@@ -319,6 +319,8 @@ fn json_has_every_contract_field_with_its_type() {
         "skipped_because",
         "duration_ms",
         "evidence",
+        // v1.1: the check's section of docs/checks.md (`msa-doctor docs ID` prints it).
+        "docs_url",
     ];
     for c in checks {
         let obj = c.as_object().expect("a check is an object");
@@ -330,6 +332,13 @@ fn json_has_every_contract_field_with_its_type() {
         for key in ["id", "category", "title", "status", "message"] {
             assert!(c[key].is_string(), "{key} in {c}");
         }
+        assert!(
+            c["docs_url"].is_null()
+                || c["docs_url"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("docs/checks.md#")),
+            "docs_url in {c}"
+        );
         assert!(
             c["needs"]
                 .as_array()

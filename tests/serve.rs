@@ -169,19 +169,30 @@ async fn serve_is_scraped_by_a_real_prometheus() {
     // /metrics answers 503 until the first run ends, then the exposition; /healthz is 200.
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let body = loop {
-        let r = http.get(format!("http://{addr}/metrics")).send().await.unwrap();
+        let r = http
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap();
         if r.status().is_success() {
             let ct = r.headers()["content-type"].to_str().unwrap().to_string();
             assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
             break r.text().await.unwrap();
         }
         assert_eq!(r.status().as_u16(), 503);
-        assert!(t0.elapsed() < Duration::from_secs(60), "no run ended in 60s");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no run ended in 60s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let (ok, said) = promtool(&body);
     assert!(ok, "promtool refused serve's /metrics: {said}\n{body}");
-    let health = http.get(format!("http://{addr}/healthz")).send().await.unwrap();
+    let health = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status().as_u16(), 200);
     assert!(health.text().await.unwrap().starts_with("ok: "));
 
@@ -201,7 +212,10 @@ async fn serve_is_scraped_by_a_real_prometheus() {
     let _prometheus = Reaped(
         Command::new(prometheus_bin)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--log.level=warn")
             .stdout(Stdio::null())
@@ -217,7 +231,9 @@ async fn serve_is_scraped_by_a_real_prometheus() {
             "msa_doctor_check_status{job=\"msa-doctor\",status=\"pass\"} == 1",
         )
         .await;
-        if s.iter().any(|s| s["metric"]["id"] == "panel.orders") || t.elapsed() > Duration::from_secs(45) {
+        if s.iter().any(|s| s["metric"]["id"] == "panel.orders")
+            || t.elapsed() > Duration::from_secs(45)
+        {
             break s;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -232,8 +248,17 @@ async fn serve_is_scraped_by_a_real_prometheus() {
         t.elapsed().as_secs_f64()
     );
     // The healthy practice stack: the chain from the tunnel to the guide's first panel passes.
-    for id in ["access.grafana", "grafana.login", "prometheus.targets", "panel.orders"] {
-        assert!(passing.contains(&id), "{id} not passing in Prometheus: {passing:?}\nserve said: {:?}", log.lock().unwrap());
+    for id in [
+        "access.grafana",
+        "grafana.login",
+        "prometheus.targets",
+        "panel.orders",
+    ] {
+        assert!(
+            passing.contains(&id),
+            "{id} not passing in Prometheus: {passing:?}\nserve said: {:?}",
+            log.lock().unwrap()
+        );
     }
     let up = query(&prom, "up{job=\"msa-doctor\"} == 1").await;
     assert_eq!(up.len(), 1, "the target is up: {up:?}");
@@ -255,7 +280,10 @@ async fn serve_is_scraped_by_a_real_prometheus() {
     };
     assert_eq!(status.code(), Some(0));
     assert!(
-        log.lock().unwrap().iter().any(|l| l.contains(": run ") && l.contains("passed")),
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(": run ") && l.contains("passed")),
         "{:?}",
         log.lock().unwrap()
     );

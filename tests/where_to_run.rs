@@ -79,8 +79,17 @@ fn two_checks() -> (TempDir, TcpListener) {
 
 fn check_run(home: &Path, extra: &[&str]) -> Output {
     let mut c = cmd(home);
-    c.args(["check", "--no-kube", "--only", "cli", "--checks", "checks", "--color", "never"])
-        .args(extra);
+    c.args([
+        "check",
+        "--no-kube",
+        "--only",
+        "cli",
+        "--checks",
+        "checks",
+        "--color",
+        "never",
+    ])
+    .args(extra);
     run(c)
 }
 
@@ -98,7 +107,10 @@ fn quiet_shows_problems_and_the_summary_verbose_shows_passing_details() {
     assert!(quiet.stdout.contains("(cli.closed)"), "{}", quiet.stdout);
     assert!(quiet.stdout.contains("fix: start it"));
     let last = quiet.stdout.lines().last().unwrap();
-    assert!(last.starts_with("msa-doctor: 1 passed") && last.contains("1 failed"), "{last}");
+    assert!(
+        last.starts_with("msa-doctor: 1 passed") && last.contains("1 failed"),
+        "{last}"
+    );
 
     let verbose = check_run(home.path(), &["-v"]);
     // The passing check gets its own detail line under it.
@@ -122,20 +134,44 @@ fn short_options_n_and_o_and_docs_url() {
     let c = v["checks"].as_array().unwrap();
     let mine: Vec<&Value> = c.iter().filter(|c| c["category"] == "cli").collect();
     assert_eq!(mine.len(), 2);
-    assert!(mine.iter().all(|c| c.get("docs_url") == Some(&Value::Null)), "{}", o.stdout);
+    assert!(
+        mine.iter().all(|c| c.get("docs_url") == Some(&Value::Null)),
+        "{}",
+        o.stdout
+    );
     let home2 = tempfile::tempdir().unwrap();
     let mut c = cmd(home2.path());
-    c.args(["--no-kube", "-o", "json", "--timeout", "1s", "--only", "access.grafana"])
-        .args(["--grafana-url", "http://127.0.0.1:9"]);
+    c.args([
+        "--no-kube",
+        "-o",
+        "json",
+        "--timeout",
+        "1s",
+        "--only",
+        "access.grafana",
+    ])
+    .args(["--grafana-url", "http://127.0.0.1:9"]);
     let o = run(c);
     let v: Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["checks"][0]["docs_url"], "docs/checks.md#accessgrafana");
     // The human report points at the embedded docs, which work from an installed binary.
     let mut c = cmd(home2.path());
-    c.args(["--no-kube", "--color", "never", "--timeout", "1s", "--only", "access.grafana"])
-        .args(["--grafana-url", "http://127.0.0.1:9"]);
+    c.args([
+        "--no-kube",
+        "--color",
+        "never",
+        "--timeout",
+        "1s",
+        "--only",
+        "access.grafana",
+    ])
+    .args(["--grafana-url", "http://127.0.0.1:9"]);
     let o = run(c);
-    assert!(o.stdout.contains("see msa-doctor docs access.grafana"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("see msa-doctor docs access.grafana"),
+        "{}",
+        o.stdout
+    );
 }
 
 #[test]
@@ -163,16 +199,28 @@ fn through_a_kubectl_plugin_link_help_says_kubectl_msa_doctor() {
     std::os::unix::fs::symlink(&target, &link).unwrap();
     #[cfg(not(unix))]
     std::fs::copy(&target, &link).unwrap();
-    let o = std::process::Command::new(&link).arg("--help").output().unwrap();
+    let o = std::process::Command::new(&link)
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let help = String::from_utf8(o.stdout).unwrap();
-    assert!(help.contains("Usage: kubectl msa-doctor [OPTIONS]"), "{help}");
+    assert!(
+        help.contains("Usage: kubectl msa-doctor [OPTIONS]"),
+        "{help}"
+    );
     assert!(!help.contains("Usage: msa-doctor"), "{help}");
     // A usage error names it the same way, and runs the same code.
-    let o = std::process::Command::new(&link).arg("--nope").output().unwrap();
+    let o = std::process::Command::new(&link)
+        .arg("--nope")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("kubectl msa-doctor"));
-    let o = std::process::Command::new(&link).arg("version").output().unwrap();
+    let o = std::process::Command::new(&link)
+        .arg("version")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("msa-doctor "));
 }
 
@@ -189,15 +237,26 @@ fn completions_generate_for_every_shell_and_bash_accepts_its_own() {
         if shell == "bash" {
             let f = home.path().join("msa-doctor.bash");
             std::fs::write(&f, &o.stdout).unwrap();
-            let n = std::process::Command::new("bash").arg("-n").arg(&f).output().unwrap();
-            assert!(n.status.success(), "bash -n: {}", String::from_utf8_lossy(&n.stderr));
+            let n = std::process::Command::new("bash")
+                .arg("-n")
+                .arg(&f)
+                .output()
+                .unwrap();
+            assert!(
+                n.status.success(),
+                "bash -n: {}",
+                String::from_utf8_lossy(&n.stderr)
+            );
             // Sourcing it registers the completion function.
             let s = std::process::Command::new("bash")
                 .arg("-c")
                 .arg(format!("source {} && complete -p msa-doctor", f.display()))
                 .output()
                 .unwrap();
-            assert!(String::from_utf8_lossy(&s.stdout).contains("msa-doctor"), "{s:?}");
+            assert!(
+                String::from_utf8_lossy(&s.stdout).contains("msa-doctor"),
+                "{s:?}"
+            );
         }
     }
     let mut c = cmd(home.path());
@@ -212,9 +271,17 @@ fn man_version_and_docs() {
     c.arg("man");
     let o = run(c);
     assert_eq!(o.code, 0);
-    assert!(o.stdout.contains(".TH msa-doctor 1"), "{}", &o.stdout[..200]);
+    assert!(
+        o.stdout.contains(".TH msa-doctor 1"),
+        "{}",
+        &o.stdout[..200]
+    );
     assert!(o.stdout.contains("namespace"));
-    if std::process::Command::new("man").arg("--version").output().is_ok() {
+    if std::process::Command::new("man")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
         // man itself can format it without complaint.
         let f = home.path().join("msa-doctor.1");
         std::fs::write(&f, &o.stdout).unwrap();
@@ -234,14 +301,34 @@ fn man_version_and_docs() {
     c.arg("version");
     let o = run(c);
     let v = o.stdout.trim();
-    assert!(v.starts_with(&format!("msa-doctor {} (commit ", env!("CARGO_PKG_VERSION"))), "{v}");
+    assert!(
+        v.starts_with(&format!(
+            "msa-doctor {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{v}"
+    );
     assert!(v.contains(", built 20") && v.ends_with(')'), "{v}");
+    // `--version` says the same; `-V` stays short.
+    let mut c = cmd(home.path());
+    c.arg("--version");
+    assert_eq!(run(c).stdout.trim(), v);
+    let mut c = cmd(home.path());
+    c.arg("-V");
+    assert_eq!(
+        run(c).stdout.trim(),
+        format!("msa-doctor {}", env!("CARGO_PKG_VERSION"))
+    );
 
     let mut c = cmd(home.path());
     c.args(["docs", "prometheus.targets"]);
     let o = run(c);
     assert_eq!(o.code, 0);
-    assert!(o.stdout.starts_with("## prometheus.targets\n"), "{}", o.stdout);
+    assert!(
+        o.stdout.starts_with("## prometheus.targets\n"),
+        "{}",
+        o.stdout
+    );
     let mut c = cmd(home.path());
     c.arg("docs");
     let o = run(c);
@@ -295,7 +382,9 @@ fn the_user_config_file_and_config_show_without_secrets() {
     .unwrap();
     let show = |extra: &[&str], password: Option<&str>| {
         let mut c = cmd(home.path());
-        c.env("XDG_CONFIG_HOME", &xdg).args(["config", "show"]).args(extra);
+        c.env("XDG_CONFIG_HOME", &xdg)
+            .args(["config", "show"])
+            .args(extra);
         if let Some(p) = password {
             c.env("GRAFANA_PASSWORD", p);
         }
@@ -313,23 +402,55 @@ fn the_user_config_file_and_config_show_without_secrets() {
             .collect::<Vec<_>>()
     };
     let cfg = xdg.join("msa-doctor/config.toml").display().to_string();
-    assert_eq!(row("namespace"), ["namespace", "from-xdg", "file", &format!("{cfg}:2")]);
+    assert_eq!(
+        row("namespace"),
+        ["namespace", "from-xdg", "file", &format!("{cfg}:2")]
+    );
     assert_eq!(row("topic"), ["topic", "t1", "file", &format!("{cfg}:3")]);
-    assert_eq!(row("grafana-password"), ["grafana-password", "set", "env", "GRAFANA_PASSWORD"]);
+    assert_eq!(
+        row("grafana-password"),
+        ["grafana-password", "set", "env", "GRAFANA_PASSWORD"]
+    );
     assert_eq!(row("window"), ["window", "15m", "default"]);
     // A flag beats the file.
     let o = show(&["-n", "flagged"], None);
-    assert!(o.stdout.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
-        == ["namespace", "flagged", "flag", "-n/--namespace"]), "{}", o.stdout);
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["namespace", "flagged", "flag", "-n/--namespace"]),
+        "{}",
+        o.stdout
+    );
     // ./msa-doctor.toml comes first, and the user's file is then not read at all.
-    std::fs::write(home.path().join("msa-doctor.toml"), "namespace = \"local\"\n").unwrap();
+    std::fs::write(
+        home.path().join("msa-doctor.toml"),
+        "namespace = \"local\"\n",
+    )
+    .unwrap();
     let o = show(&[], None);
-    assert!(o.stdout.starts_with("config file: msa-doctor.toml\n"), "{}", o.stdout);
-    assert!(o.stdout.contains("topic                 order-created"), "{}", o.stdout);
+    assert!(
+        o.stdout.starts_with("config file: msa-doctor.toml\n"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout.contains("topic                 order-created"),
+        "{}",
+        o.stdout
+    );
     // The check run reads the same file.
     let mut c = cmd(home.path());
     c.env("XDG_CONFIG_HOME", &xdg)
-        .args(["--no-kube", "-o", "json", "--only", "access.grafana", "--timeout", "1s"])
+        .args([
+            "--no-kube",
+            "-o",
+            "json",
+            "--only",
+            "access.grafana",
+            "--timeout",
+            "1s",
+        ])
         .args(["--grafana-url", "http://127.0.0.1:9"]);
     let v: Value = serde_json::from_str(&run(c).stdout).unwrap();
     assert_eq!(v["target"]["namespace"], "local");
@@ -338,14 +459,21 @@ fn the_user_config_file_and_config_show_without_secrets() {
     std::fs::write(xdg.join("msa-doctor/config.toml"), "\nwindow = \"soon\"\n").unwrap();
     let o = show(&[], None);
     assert_eq!(o.code, 2);
-    assert!(o.stderr.contains(&cfg) && o.stderr.contains(":2"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&cfg) && o.stderr.contains(":2"),
+        "{}",
+        o.stderr
+    );
 }
 
 /// The `msa-doctor ...` command lines of a CI example's shell steps, without redirections.
 fn msa_doctor_lines(yaml: &str) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for line in yaml.lines() {
-        let l = line.trim().trim_start_matches("- ").trim_start_matches("run: ");
+        let l = line
+            .trim()
+            .trim_start_matches("- ")
+            .trim_start_matches("run: ");
         if !l.starts_with("msa-doctor ") {
             continue;
         }
@@ -360,21 +488,39 @@ fn the_ci_examples_are_yaml_and_run_command_lines_msa_doctor_accepts() {
     for (file, must) in [
         (
             "examples/github-actions.yml",
-            &["id-token: write", "aws eks update-kubeconfig", "port-forward", "GITHUB_STEP_SUMMARY", "upload-sarif"][..],
+            &[
+                "id-token: write",
+                "aws eks update-kubeconfig",
+                "port-forward",
+                "GITHUB_STEP_SUMMARY",
+                "upload-sarif",
+            ][..],
         ),
         (
             "examples/gitlab-ci.yml",
-            &["id_tokens", "assume-role-with-web-identity", "aws eks update-kubeconfig", "port-forward", "junit: report.xml"][..],
+            &[
+                "id_tokens",
+                "assume-role-with-web-identity",
+                "aws eks update-kubeconfig",
+                "port-forward",
+                "junit: report.xml",
+            ][..],
         ),
     ] {
-        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
         let _: serde_json::Value =
             serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{file}: not YAML: {e}"));
         for m in must {
             assert!(text.contains(m), "{file} lacks {m}");
         }
         let lines = msa_doctor_lines(&text);
-        assert!(lines.iter().any(|l| l.join(" ") == "msa-doctor --wait 3m -o junit"), "{file}: {lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.join(" ") == "msa-doctor --wait 3m -o junit"),
+            "{file}: {lines:?}"
+        );
         for argv in lines {
             // `lint`'s options belong to the lint rewrite (`--output sarif`); its own tests
             // cover them.

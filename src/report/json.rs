@@ -41,9 +41,9 @@ struct JsonCheck {
 }
 
 fn docs_url(r: &CheckResult) -> Option<String> {
-    r.docs.clone().or_else(|| {
-        crate::docs::is_documented(&r.id).then(|| crate::docs::docs_url(&r.id))
-    })
+    r.docs
+        .clone()
+        .or_else(|| crate::docs::is_documented(&r.id).then(|| crate::docs::docs_url(&r.id)))
 }
 
 /// Renders the report as pretty JSON with a final newline.
