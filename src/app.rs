@@ -1,6 +1,6 @@
 //! The commands, wired together: settings, plan, run, report. `main.rs` only calls [`main`].
 
-use crate::cli::{CheckArgs, Cli, ColorChoice, Command, Format, ListArgs};
+use crate::cli::{CheckArgs, Cli, ColorChoice, Command, ConfigCommand, DocsArgs, Format, ListArgs};
 use crate::config::{self, ConfigError, Plan};
 use crate::engine::{CheckCtx, Clients, Facts, RunEvent, RunOptions, Runner, Selection};
 use crate::exit_code;
@@ -17,6 +17,7 @@ pub const INTERRUPTED: i32 = 130;
 /// Resolves when the process receives SIGINT (Ctrl-C), SIGTERM or SIGHUP (its terminal closed),
 /// with the signal's name. A handler that cannot be installed never resolves (the default
 /// action then still applies).
+#[cfg(unix)]
 pub async fn interrupted() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     async fn wait(kind: SignalKind) {
@@ -36,21 +37,51 @@ pub async fn interrupted() -> &'static str {
     }
 }
 
+/// Resolves on Ctrl-C (the only signal there is on Windows).
+#[cfg(not(unix))]
+pub async fn interrupted() -> &'static str {
+    match tokio::signal::ctrl_c().await {
+        Ok(()) => "Ctrl-C",
+        Err(_) => std::future::pending().await,
+    }
+}
+
 /// Runs the parsed command line; returns the process exit code.
 pub async fn main(cli: Cli) -> i32 {
-    let is_demo = matches!(cli.command, Some(Command::Demo(_)));
+    // The practice stack and `serve` handle the signals themselves: they stop what they
+    // started first (and `serve` exits 0).
+    let own_signals = matches!(
+        cli.command,
+        Some(Command::Demo(_)) | Some(Command::Serve(_))
+    );
     let command = async {
         match cli.command {
             None => check(cli.check).await,
             Some(Command::Check(args)) => check(args).await,
             Some(Command::List(args)) => list(args),
-            // The practice stack handles the signals itself: it stops its processes first.
             Some(Command::Demo(args)) => demo(args).await,
             Some(Command::Explain(args)) => crate::commands::explain(args).await,
             Some(Command::Lint(args)) => crate::commands::lint(args),
+            Some(Command::Serve(args)) => crate::serve::run(args).await,
+            Some(Command::Docs(args)) => docs(args),
+            Some(Command::Completion(args)) => {
+                let name = crate::cli::display_name(std::env::args_os().next().as_deref());
+                Ok(emit_bytes(&crate::shell::completion(args.shell, name)))
+            }
+            Some(Command::Man) => match crate::shell::man_page() {
+                Ok(page) => Ok(emit_bytes(&page)),
+                Err(e) => Err(ConfigError::Usage(format!(
+                    "cannot render the man page: {e}"
+                ))),
+            },
+            Some(Command::Version) => Ok(emit(&crate::version::long(), exit_code::OK)),
+            Some(Command::Config(ConfigCommand::Show(args))) => config_show(args),
+            Some(Command::Config(ConfigCommand::Path)) => {
+                Ok(emit(&settings::config_paths_text(), exit_code::OK))
+            }
         }
     };
-    let result = if is_demo {
+    let result = if own_signals {
         command.await
     } else {
         // A signal drops the run: every check's task and what it started (an exec plugin's
@@ -72,16 +103,46 @@ pub async fn main(cli: Cli) -> i32 {
     }
 }
 
-#[cfg(feature = "sandbox")]
+#[cfg(all(feature = "sandbox", unix))]
 async fn demo(args: crate::cli::DemoArgs) -> Result<i32, ConfigError> {
     crate::sandbox::demo::run(args).await
 }
 
-#[cfg(not(feature = "sandbox"))]
+#[cfg(all(not(feature = "sandbox"), unix))]
 async fn demo(_args: crate::cli::DemoArgs) -> Result<i32, ConfigError> {
     Err(ConfigError::Usage(
         "this build has no practice stack: rebuild with the default feature `sandbox`".into(),
     ))
+}
+
+#[cfg(not(unix))]
+async fn demo(_args: crate::cli::DemoArgs) -> Result<i32, ConfigError> {
+    Err(ConfigError::Usage(
+        "the practice stack (`msa-doctor demo`) runs on Linux and macOS only: it starts \
+         Prometheus in a process group of its own. On Windows, run it inside WSL; every other \
+         command works here"
+            .into(),
+    ))
+}
+
+/// Writes bytes (a man page) through the one writer; exit code 0 unless the write failed.
+fn emit_bytes(bytes: &[u8]) -> i32 {
+    emit(&String::from_utf8_lossy(bytes), exit_code::OK)
+}
+
+fn docs(args: DocsArgs) -> Result<i32, ConfigError> {
+    let text = crate::docs::show(args.id.as_deref()).map_err(ConfigError::Usage)?;
+    Ok(emit(&text, exit_code::OK))
+}
+
+fn config_show(args: CheckArgs) -> Result<i32, ConfigError> {
+    let file = FileConfig::load(args.report.config.as_deref())?;
+    let env = Env::from_process();
+    let resolved = settings::resolve(&args, &env, file.as_ref())?;
+    let text = crate::config_show::show(&args, &env, file.as_ref(), &resolved, &|k| {
+        std::env::var(k).ok().filter(|v| !v.is_empty())
+    });
+    Ok(emit(&text, exit_code::OK))
 }
 
 /// Loads flags, environment and config file into settings and the validated plan.
@@ -241,6 +302,7 @@ pub fn print_report(report: &Report, settings: &Settings, code: i32) -> i32 {
     let opts = RenderOptions {
         color: use_color(settings.color),
         unicode: unicode_ok(),
+        verbosity: settings.verbosity,
     };
     let text = report::render(report, settings.output, opts);
     emit(&text, code)
@@ -295,7 +357,12 @@ fn list(args: ListArgs) -> Result<i32, ConfigError> {
     let settings = settings::resolve(&check_args, &Env::default(), file.as_ref())?;
     // The needs as `check` would run them (through Grafana unless the file names Prometheus).
     let plan = config::load(&settings.check_dirs)?.for_settings(settings.prometheus_url.as_deref());
-    let text = match args.output.unwrap_or(Format::Human) {
+    let format = args
+        .output
+        .unwrap_or(Format::Human)
+        .supported_by("list", &[Format::Human, Format::Json])
+        .map_err(ConfigError::Usage)?;
+    let text = match format {
         Format::Json => {
             let items: Vec<serde_json::Value> = plan
                 .checks

@@ -64,7 +64,10 @@ fn settings_of(args: &crate::cli::CheckArgs) -> Result<Settings, ConfigError> {
 /// `msa-doctor explain`.
 pub async fn explain(args: ExplainArgs) -> Result<i32, ConfigError> {
     let settings = settings_of(&args.check)?;
-    let out = settings.output;
+    let out = settings
+        .output
+        .supported_by("explain", &[Format::Human, Format::Json])
+        .map_err(ConfigError::Usage)?;
     if let Some(q) = &args.query {
         // Bad PromQL is a usage error, before any network.
         let expr = explain::parse(q).map_err(|e| ConfigError::Usage(e.to_string()))?;

@@ -9,8 +9,11 @@
 //! - [`config`] loads and validates check definitions (`checks/*.toml` and `--checks DIR`);
 //! - [`engine`] runs the checks as a dependency graph, concurrently, each under a deadline;
 //! - [`probes`] holds every kind of check, general (`tcp`, `http`, `exec`) and the guide's own;
-//! - [`report`] renders one result model as human text, JSON, JUnit or Markdown;
-//! - [`lint`] checks a repository's manifests and applications without a cluster.
+//! - [`report`] renders one result model as human text, JSON, JUnit, Markdown or Prometheus
+//!   metrics;
+//! - [`lint`] checks a repository's manifests and applications without a cluster;
+//! - [`serve`] re-runs the checklist and serves its metrics; [`docs`], [`shell`] and
+//!   [`version`] answer `docs`, `completion`/`man` and `version`.
 #![warn(missing_docs)]
 
 pub mod app;
@@ -18,6 +21,8 @@ pub mod cli;
 pub mod clients;
 pub mod commands;
 pub mod config;
+pub mod config_show;
+pub mod docs;
 pub mod domain;
 pub mod engine;
 pub mod exit_code;
@@ -25,6 +30,11 @@ pub mod explain;
 pub mod lint;
 pub mod probes;
 pub mod report;
-#[cfg(feature = "sandbox")]
+// The practice stack starts Prometheus in a process group of its own and handles SIGTERM:
+// Unix only. Elsewhere `demo` says so (see `app`).
+#[cfg(all(feature = "sandbox", unix))]
 pub mod sandbox;
+pub mod serve;
 pub mod settings;
+pub mod shell;
+pub mod version;

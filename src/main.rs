@@ -1,7 +1,6 @@
 //! The binary: parse the command line, run, exit with the contract's code. Everything else is
 //! library code in `msa_doctor`.
 
-use clap::Parser;
 use std::panic::AssertUnwindSafe;
 
 fn main() {
@@ -10,7 +9,7 @@ fn main() {
     // A panic inside a check is reported as that check's `error`; keep the default hook's
     // "panicked at" noise off the terminal.
     std::panic::set_hook(Box::new(|_| {}));
-    let cli = match msa_doctor::cli::Cli::try_parse() {
+    let cli = match msa_doctor::cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() {

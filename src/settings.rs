@@ -88,6 +88,8 @@ pub struct Settings {
     pub strict: bool,
     /// When to colour.
     pub color: ColorChoice,
+    /// How much the human report says (`-q`, `-v`).
+    pub verbosity: crate::report::Verbosity,
 }
 
 impl Settings {
@@ -118,6 +120,7 @@ impl Settings {
             output: Format::Human,
             strict: false,
             color: ColorChoice::Auto,
+            verbosity: crate::report::Verbosity::Normal,
         }
     }
 
@@ -207,17 +210,15 @@ pub struct FileConfig {
 }
 
 impl FileConfig {
-    /// Reads `--config FILE`, or `./msa-doctor.toml` when present; `None` when neither.
+    /// Reads `--config FILE`, else the first of [`config_candidates`] that exists; `None`
+    /// when there is none.
     pub fn load(explicit: Option<&Path>) -> Result<Option<FileConfig>, ConfigError> {
         let path = match explicit {
             Some(p) => p.to_path_buf(),
-            None => {
-                let p = PathBuf::from("msa-doctor.toml");
-                if !p.exists() {
-                    return Ok(None);
-                }
-                p
-            }
+            None => match config_candidates().into_iter().find(|p| p.is_file()) {
+                Some(p) => p,
+                None => return Ok(None),
+            },
         };
         let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
             path: path.clone(),
@@ -250,6 +251,22 @@ impl FileConfig {
         Ok(Some(cfg))
     }
 
+    /// The file that was read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `path:line` when this file sets `key` (kebab-case, as written in it).
+    pub fn sets(&self, key: &str) -> Option<String> {
+        self.text
+            .lines()
+            .position(|l| {
+                let t = l.trim_start();
+                t.starts_with(key) && t[key.len()..].trim_start().starts_with('=')
+            })
+            .map(|i| format!("{}:{}", self.path.display(), i + 1))
+    }
+
     fn duration(&self, key: &str, v: &Option<String>) -> Result<Option<Duration>, ConfigError> {
         match v {
             None => Ok(None),
@@ -276,6 +293,50 @@ impl FileConfig {
             other => other,
         }
     }
+}
+
+/// The config files looked for when `--config` is not given, in order; the first that exists
+/// is read (they are not merged): `./msa-doctor.toml`, then the user's
+/// `msa-doctor/config.toml` (see [`user_config_path`]).
+pub fn config_candidates() -> Vec<PathBuf> {
+    let mut v = vec![PathBuf::from("msa-doctor.toml")];
+    v.extend(user_config_path(
+        std::env::var_os("XDG_CONFIG_HOME"),
+        dirs::config_dir(),
+    ));
+    v
+}
+
+/// The user's config file: `$XDG_CONFIG_HOME/msa-doctor/config.toml` when that variable holds
+/// an absolute path (on every platform), else under the platform's config folder
+/// (`~/.config` on Linux, `~/Library/Application Support` on macOS, `%APPDATA%` on Windows).
+pub fn user_config_path(
+    xdg_config_home: Option<std::ffi::OsString>,
+    platform_dir: Option<PathBuf>,
+) -> Option<PathBuf> {
+    let xdg = xdg_config_home
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    xdg.or(platform_dir)
+        .map(|d| d.join("msa-doctor").join("config.toml"))
+}
+
+/// `msa-doctor config path`: the files looked for, in order, and which one is read.
+pub fn config_paths_text() -> String {
+    let mut s = String::new();
+    let mut found = false;
+    for p in config_candidates() {
+        let state = if p.is_file() && !found {
+            found = true;
+            "read"
+        } else if p.is_file() {
+            "exists, not read (an earlier one was)"
+        } else {
+            "absent"
+        };
+        s.push_str(&format!("{}\t{state}\n", p.display()));
+    }
+    s
 }
 
 fn line_of_key(text: &str, key: &str) -> usize {
@@ -548,5 +609,6 @@ pub fn resolve(
             .or(env.no_color.then_some(ColorChoice::Never))
             .or(f.color)
             .unwrap_or(d.color),
+        verbosity: crate::report::Verbosity::from_flags(r.quiet, r.verbose),
     })
 }

@@ -1,6 +1,8 @@
 //! The guide's checks against the practice stack: healthy gives every check `pass` (the
 //! default-password warning aside), and each fault makes the check it breaks fail (or warn)
 //! with the expected words, while no unrelated check fails.
+// The practice stack runs Prometheus and manages process groups: Unix only.
+#![cfg(all(unix, feature = "sandbox"))]
 
 use msa_doctor::app::run_plan;
 use msa_doctor::cli::Backend;

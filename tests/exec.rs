@@ -1,5 +1,7 @@
 //! `kind = "exec"` with real processes and the real clock: the plugins are the shell scripts
 //! in `tests/fixtures/plugins/`.
+// The plugins are shell scripts and the tests look at process groups: Unix only.
+#![cfg(unix)]
 
 use msa_doctor::engine::{
     CheckCtx, CheckResult, CheckSpec, Clients, Facts, Origin, Outcome, Probe, RunOptions, Runner,

@@ -7,6 +7,8 @@
 //! One stack per fault, started once and shared by every assertion about that fault; at most
 //! four stacks run at once (each has its own Prometheus). Every failure prints the whole
 //! explanation.
+// The practice stack runs Prometheus and manages process groups: Unix only.
+#![cfg(all(unix, feature = "sandbox"))]
 
 use msa_doctor::clients::{PromApi, Transport};
 use msa_doctor::explain::{

@@ -10,6 +10,8 @@
 //! - the run ends within the deadline (plus the chain's few round trips) and its peak memory
 //!   stays under the byte budget.
 
+#![cfg(all(unix, feature = "sandbox"))]
+
 mod support;
 
 use msa_doctor::cli::Backend;

@@ -3,6 +3,8 @@
 //! once per run, bounded by the deadline, killed with its children, and named when it hangs or
 //! is missing.
 
+#![cfg(all(unix, feature = "sandbox"))]
+
 use msa_doctor::app::run_plan;
 use msa_doctor::cli::Backend;
 use msa_doctor::clients::Transport;

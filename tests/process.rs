@@ -6,6 +6,8 @@
 //! Each test runs msa-doctor with its own `TMPDIR`, so the folders it finds there are its own.
 //! The stacks use VictoriaMetrics, which is up in about a second.
 
+#![cfg(all(unix, feature = "sandbox"))]
+
 use msa_doctor::sandbox::hygiene::process_alive;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -4,13 +4,14 @@
 
 use msa_doctor::cli::Format;
 use msa_doctor::engine::{CheckResult, Status};
-use msa_doctor::report::{RenderOptions, Report, Target, render};
+use msa_doctor::report::{RenderOptions, Report, Target, Verbosity, render};
 use serde_json::{Value, json};
 use std::time::{Duration, UNIX_EPOCH};
 
 const PLAIN: RenderOptions = RenderOptions {
     color: false,
     unicode: true,
+    verbosity: Verbosity::Normal,
 };
 
 fn check(id: &str, status: Status, ms: u64, message: &str) -> CheckResult {
@@ -159,6 +160,7 @@ fn human_ascii() {
         RenderOptions {
             color: false,
             unicode: false,
+            verbosity: Verbosity::Normal,
         },
     );
     assert!(text.is_ascii(), "non-ASCII character in:\n{text}");
@@ -175,6 +177,7 @@ fn human_colour_only_when_asked() {
         RenderOptions {
             color: true,
             unicode: true,
+            verbosity: Verbosity::Normal,
         },
     );
     assert!(!plain.contains('\x1b'));
@@ -192,6 +195,7 @@ fn human_colour_only_when_asked() {
             RenderOptions {
                 color: true,
                 unicode: true,
+                verbosity: Verbosity::Normal,
             },
         );
         assert!(!text.contains('\x1b'), "{format:?} has an ANSI code");
@@ -315,6 +319,8 @@ fn json_has_every_contract_field_with_its_type() {
         "skipped_because",
         "duration_ms",
         "evidence",
+        // v1.1: the check's section of docs/checks.md (`msa-doctor docs ID` prints it).
+        "docs_url",
     ];
     for c in checks {
         let obj = c.as_object().expect("a check is an object");
@@ -326,6 +332,13 @@ fn json_has_every_contract_field_with_its_type() {
         for key in ["id", "category", "title", "status", "message"] {
             assert!(c[key].is_string(), "{key} in {c}");
         }
+        assert!(
+            c["docs_url"].is_null()
+                || c["docs_url"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("docs/checks.md#")),
+            "docs_url in {c}"
+        );
         assert!(
             c["needs"]
                 .as_array()

@@ -3,6 +3,8 @@
 //! checks. A few tests each start several stacks at once (one per fault, each with its own
 //! Prometheus), so the file runs in well under a minute on two cores; every failure names its
 //! fault.
+// The practice stack runs Prometheus and manages process groups: Unix only.
+#![cfg(all(unix, feature = "sandbox"))]
 
 use msa_doctor::cli::Backend;
 use msa_doctor::sandbox::faults::Fault;

@@ -1,6 +1,8 @@
 //! The emulated Grafana against what real Grafana answers: golden bodies from
 //! `tests/fixtures/grafana/`, a tiny stand-in Prometheus for the data source, and each Grafana
 //! fault of the practice stack.
+// The practice stack runs Prometheus and manages process groups: Unix only.
+#![cfg(all(unix, feature = "sandbox"))]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

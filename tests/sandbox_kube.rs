@@ -1,6 +1,8 @@
 //! The emulated cluster from the outside: kubectl and kube-rs against its API server, watches,
 //! the HTTP SD bridge, the pods' scrape endpoints under each fault, two clusters side by side,
 //! and nothing left listening after shutdown.
+// The practice stack runs Prometheus and manages process groups: Unix only.
+#![cfg(all(unix, feature = "sandbox"))]
 
 use std::net::SocketAddr;
 use std::path::Path;

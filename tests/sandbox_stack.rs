@@ -2,6 +2,8 @@
 //! pods, two stacks run side by side, nothing outlives a stack, a missing Prometheus is a clear
 //! error, and `msa-doctor demo` runs end to end. The tests run concurrently (each stack has its
 //! own ports and its own database).
+// The practice stack runs Prometheus and manages process groups: Unix only.
+#![cfg(all(unix, feature = "sandbox"))]
 
 use msa_doctor::cli::Backend;
 use msa_doctor::sandbox::faults::{Fault, FaultSet};

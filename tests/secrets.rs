@@ -3,6 +3,8 @@
 //! Kubernetes API alike), with a password, a token, a session cookie and a kube bearer token
 //! that are canaries. None of them may appear on stdout or stderr.
 
+#![cfg(all(unix, feature = "sandbox"))]
+
 mod support;
 
 use std::process::Command;
@@ -44,6 +46,7 @@ fn run(what: &str, mut c: Command) -> Run {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_canary_ever_appears() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let grafana = Tamper::start("http://127.0.0.1:9", Mode::Echo { cookie: COOKIE }).await;
     let kube = Tamper::start("http://127.0.0.1:9", Mode::Echo { cookie: COOKIE }).await;
     let dir = tempfile::tempdir().expect("tempdir");

@@ -480,18 +480,21 @@ impl PromApi {
         match self.instant(&joined, None).await {
             Ok(samples) => {
                 let mut out: Vec<Vec<Sample>> = vec![Vec::new(); queries.len()];
+                let mut untagged = false;
                 for mut s in samples {
-                    let Some(i) = s.metric.remove(TAG).and_then(|i| i.parse::<usize>().ok()) else {
-                        return Err(CallError::new(
-                            format!("the batch of {} queries at {}", queries.len(), self.via),
-                            ErrorKind::Undecodable("a sample without its query's tag".into()),
-                        ));
-                    };
-                    if let Some(v) = out.get_mut(i) {
-                        v.push(s);
+                    match s.metric.remove(TAG).and_then(|i| i.parse::<usize>().ok()) {
+                        Some(i) if i < out.len() => out[i].push(s),
+                        _ => untagged = true,
                     }
                 }
-                Ok(out)
+                if !untagged {
+                    return Ok(out);
+                }
+                // A server that ignores the tags (a proxy's cache, a partial PromQL engine):
+                // its batch answer cannot be split; ask one by one.
+                let all =
+                    futures::future::join_all(queries.iter().map(|q| self.instant(q, None))).await;
+                all.into_iter().collect()
             }
             Err(CallError {
                 kind: ErrorKind::Api { .. },

@@ -94,6 +94,9 @@ impl GroupKill {
                 libc::kill(-pgid, libc::SIGKILL);
             }
         }
+        // Elsewhere there are no process groups: `kill_on_drop` ends the plugin itself.
+        #[cfg(not(unix))]
+        self.0.take();
     }
 }
 

@@ -5,7 +5,7 @@
 //! it for a test runner's `N passed, N failed` line. Colours come only from [`Styles`].
 
 use super::styles::{Styles, glyph};
-use super::{RenderOptions, Report};
+use super::{RenderOptions, Report, Verbosity};
 use crate::engine::{CheckResult, Status, Summary};
 use owo_colors::OwoColorize;
 use serde_json::Value;
@@ -30,9 +30,17 @@ pub fn render(report: &Report, opts: RenderOptions) -> String {
 fn write_report(out: &mut String, report: &Report, opts: RenderOptions) -> fmt::Result {
     let st = Styles::new(opts.color);
     for (category, checks) in by_category(&report.checks) {
+        // `-q`: only what needs the reader's attention.
+        let checks: Vec<&CheckResult> = checks
+            .into_iter()
+            .filter(|r| opts.verbosity != Verbosity::Quiet || is_problem(r.status))
+            .collect();
+        if checks.is_empty() {
+            continue;
+        }
         writeln!(out, "{}", category.style(st.header))?;
         for r in checks {
-            write_check(out, r, &st, opts.unicode)?;
+            write_check(out, r, &st, opts)?;
         }
         writeln!(out)?;
     }
@@ -52,7 +60,13 @@ fn write_report(out: &mut String, report: &Report, opts: RenderOptions) -> fmt::
     )
 }
 
-fn write_check(out: &mut String, r: &CheckResult, st: &Styles, unicode: bool) -> fmt::Result {
+/// A status `-q` keeps: it asks for action or says the check could not run.
+fn is_problem(status: Status) -> bool {
+    matches!(status, Status::Warn | Status::Fail | Status::Error)
+}
+
+fn write_check(out: &mut String, r: &CheckResult, st: &Styles, opts: RenderOptions) -> fmt::Result {
+    let unicode = opts.unicode;
     let style = st.status(r.status);
     write!(
         out,
@@ -72,6 +86,17 @@ fn write_check(out: &mut String, r: &CheckResult, st: &Styles, unicode: bool) ->
         )?;
     }
     match r.status {
+        Status::Pass if opts.verbosity == Verbosity::Verbose => {
+            // `-v`: the whole message and the evidence under the line.
+            writeln!(out)?;
+            if !r.message.is_empty() {
+                writeln!(out, "{DETAIL}{}", r.message.style(style))?;
+            }
+            for line in evidence_lines(&r.evidence, unicode) {
+                writeln!(out, "{DETAIL}{}", line.style(st.dim))?;
+            }
+            Ok(())
+        }
         Status::Pass => {
             if !r.message.is_empty() {
                 let sep = if unicode { "·" } else { "-" };
@@ -96,7 +121,10 @@ fn write_check(out: &mut String, r: &CheckResult, st: &Styles, unicode: bool) ->
             if let Some(remedy) = &r.remedy {
                 write_remedy(out, remedy, st)?;
             }
-            writeln!(out, "{DETAIL}see {}", docs_link(r))
+            match docs_link(r) {
+                Some(link) => writeln!(out, "{DETAIL}see {link}"),
+                None => Ok(()),
+            }
         }
     }
 }
@@ -148,11 +176,16 @@ pub(crate) fn count_phrases(s: &Summary) -> Vec<(Status, usize, String)> {
     ]
 }
 
-/// Where a check is documented: its own `docs`, else its anchor in `docs/checks.md`.
-pub(crate) fn docs_link(r: &CheckResult) -> String {
-    r.docs
-        .clone()
-        .unwrap_or_else(|| format!("docs/checks.md#{}", r.id))
+/// Where a reader finds a check's documentation: its own `docs`, else the command that prints
+/// the embedded section (it works from an installed binary, unlike a path into the source
+/// tree); `None` for a check that has neither.
+pub(crate) fn docs_link(r: &CheckResult) -> Option<String> {
+    let embedded = crate::docs::is_documented(&r.id);
+    match &r.docs {
+        Some(d) if !(embedded && crate::docs::is_checks_md(d)) => Some(d.clone()),
+        _ if embedded => Some(format!("msa-doctor docs {}", r.id)),
+        _ => None,
+    }
 }
 
 /// The remedy's lines without trailing spaces and without blank lines around them.

@@ -28,7 +28,22 @@ struct JsonReport {
     duration_ms: u64,
     target: Target,
     summary: Summary,
-    checks: Vec<CheckResult>,
+    checks: Vec<JsonCheck>,
+}
+
+/// A check with its `docs_url` (v1.1): the check's own `docs`, else its section of
+/// `docs/checks.md` relative to the repository root (`msa-doctor docs ID` prints it), else null.
+#[derive(Serialize)]
+struct JsonCheck {
+    #[serde(flatten)]
+    check: CheckResult,
+    docs_url: Option<String>,
+}
+
+fn docs_url(r: &CheckResult) -> Option<String> {
+    r.docs
+        .clone()
+        .or_else(|| crate::docs::is_documented(&r.id).then(|| crate::docs::docs_url(&r.id)))
 }
 
 /// Renders the report as pretty JSON with a final newline.
@@ -47,7 +62,14 @@ pub fn render(report: &Report) -> String {
             ..report.target.clone()
         },
         summary: report.summary(),
-        checks: report.checks.iter().map(contract_view).collect(),
+        checks: report
+            .checks
+            .iter()
+            .map(|r| JsonCheck {
+                check: contract_view(r),
+                docs_url: docs_url(r),
+            })
+            .collect(),
     };
     let mut s =
         serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));

@@ -75,6 +75,8 @@ fn details(r: &CheckResult) -> String {
     if !empty && let Ok(json) = serde_json::to_string_pretty(&r.evidence) {
         text.push_str(&format!("evidence: {json}\n"));
     }
-    text.push_str(&format!("see {}\n", docs_link(r)));
+    if let Some(link) = docs_link(r) {
+        text.push_str(&format!("see {link}\n"));
+    }
     text
 }

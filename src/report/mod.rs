@@ -10,6 +10,7 @@ pub mod human;
 pub mod json;
 pub mod junit;
 pub mod markdown;
+pub mod prometheus;
 pub mod styles;
 
 /// What the run was pointed at.
@@ -52,6 +53,34 @@ pub struct RenderOptions {
     pub color: bool,
     /// ✔ ‼ ✖ ↷ rather than the ASCII fallback.
     pub unicode: bool,
+    /// How much of the human report to print (`-q`, `-v`).
+    pub verbosity: Verbosity,
+}
+
+/// How much the human report says: `-q` problems only, `-v` passing checks' details too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verbosity {
+    /// `-q`: the checks that warned, failed or errored, and the summary line.
+    Quiet,
+    /// Every check on one line; details under those that did not pass.
+    #[default]
+    Normal,
+    /// `-v`: details and evidence under passing checks too.
+    Verbose,
+}
+
+impl Verbosity {
+    /// From the `-q` and `-v` flags (clap makes them exclusive).
+    pub fn from_flags(quiet: bool, verbose: bool) -> Self {
+        if quiet {
+            Verbosity::Quiet
+        } else if verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        }
+    }
 }
 
 /// Renders a report in a format.
@@ -61,5 +90,6 @@ pub fn render(report: &Report, format: Format, opts: RenderOptions) -> String {
         Format::Json => json::render(report),
         Format::Junit => junit::render(report),
         Format::Markdown => markdown::render(report),
+        Format::Prometheus => prometheus::render(report),
     }
 }

@@ -76,6 +76,7 @@ pub fn demo_settings(stack: &Stack, args: &DemoArgs) -> Settings {
     s.skip = r.skip.clone();
     s.check_dirs = r.checks.clone();
     s.strict = r.strict;
+    s.verbosity = crate::report::Verbosity::from_flags(r.quiet, r.verbose);
     if let Some(o) = r.output {
         s.output = o;
     }
