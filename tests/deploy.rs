@@ -263,6 +263,14 @@ fn resources_in_code() -> BTreeSet<(String, String)> {
     let plural_arg =
         regex::Regex::new(r#"from_gvk_with_plural\([^,]+,\s*"([a-z]+)"\s*\)"#).unwrap();
     let kind_plural = regex::Regex::new(r#"\(\s*"[A-Z][A-Za-z]*"\s*,\s*"([a-z]+)"\s*\)"#).unwrap();
+    // The client layer's typed helpers (`list_in::<Pod>`, `get_in::<Service>`, ...) and
+    // its memoised lists (`kube_memo.deployments(...)`) read kinds too.
+    let helper = regex::Regex::new(
+        r"\b(?:get_in|get_cluster|list_in|list_all)::<\s*(?:[A-Za-z_][A-Za-z0-9_]*::)*([A-Z][A-Za-z0-9]*)\s*>",
+    )
+    .unwrap();
+    let memo = regex::Regex::new(r"kube_memo\s*\.\s*(deployments|statefulsets|pods|services)\s*\(")
+        .unwrap();
     let mut files = Vec::new();
     rust_files(&root().join("src"), &mut files);
     let mut out = BTreeSet::new();
@@ -271,15 +279,6 @@ fn resources_in_code() -> BTreeSet<(String, String)> {
             continue;
         }
         let text = std::fs::read_to_string(&f).unwrap();
-        // The client layer's typed helpers (`list_in::<Pod>`, `get_in::<Service>`, ...) and
-        // its memoised lists (`kube_memo.deployments(...)`) read kinds too.
-        let helper = regex::Regex::new(
-            r"\b(?:get_in|get_cluster|list_in|list_all)::<\s*(?:[A-Za-z_][A-Za-z0-9_]*::)*([A-Z][A-Za-z0-9]*)\s*>",
-        )
-        .unwrap();
-        let memo =
-            regex::Regex::new(r"kube_memo\s*\.\s*(deployments|statefulsets|pods|services)\s*\(")
-                .unwrap();
         for c in memo.captures_iter(&text) {
             let name = match &c[1] {
                 "deployments" => "Deployment",

@@ -90,13 +90,16 @@ pub struct Targets {
 
 type Cell<V> = Arc<OnceCell<Result<V, CallError>>>;
 
+/// A memoised answer and when it was first asked.
+type Fresh<V> = (Instant, Cell<V>);
+
 /// Answers fetched once per run and shared by every check and the explainer.
 #[derive(Default)]
 pub struct PromMemo {
     targets: OnceCell<Result<Arc<Targets>, CallError>>,
     intervals: OnceCell<Result<Arc<BTreeMap<String, Duration>>, CallError>>,
-    liveness: Mutex<HashMap<u64, (Instant, Cell<Liveness>)>>,
-    labels: Mutex<HashMap<String, (Instant, Cell<Arc<Vec<String>>>)>>,
+    liveness: Mutex<HashMap<u64, Fresh<Liveness>>>,
+    labels: Mutex<HashMap<String, Fresh<Arc<Vec<String>>>>>,
     metadata: Mutex<HashMap<String, Cell<Value>>>,
 }
 

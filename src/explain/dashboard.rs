@@ -22,6 +22,9 @@ pub struct GrafanaApi {
     panels: Arc<PanelMemo>,
 }
 
+/// A panel query by data source uid, query and window (seconds).
+type PanelKey = (String, String, u64);
+
 /// A panel query's evaluation and explanation.
 type PanelAnswer = (
     Result<(QueryResult, usize), PanelError>,
@@ -55,7 +58,7 @@ impl PanelError {
 #[derive(Default)]
 struct PanelMemo {
     done: std::sync::Mutex<
-        std::collections::HashMap<(String, String, u64), Arc<tokio::sync::OnceCell<PanelAnswer>>>,
+        std::collections::HashMap<PanelKey, Arc<tokio::sync::OnceCell<PanelAnswer>>>,
     >,
 }
 
@@ -595,9 +598,9 @@ fn round_interval(seconds: f64) -> f64 {
 
 fn dur(seconds: f64) -> String {
     let s = seconds.round().max(1.0) as u64;
-    if s % 3600 == 0 {
+    if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
@@ -664,14 +667,16 @@ pub fn expand(expr: &str, vars: &BTreeMap<String, String>) -> String {
                 i += 1 + name.chars().count();
                 continue;
             }
-        } else if c == '[' && i + 1 < chars.len() && chars[i + 1] == '[' {
-            if let Some(end) = chars[i + 2..].windows(2).position(|w| w == [']', ']']) {
-                let name: String = chars[i + 2..i + 2 + end].iter().collect();
-                if let Some(v) = vars.get(name.split(':').next().unwrap_or("")) {
-                    out.push_str(v);
-                    i += end + 4;
-                    continue;
-                }
+        } else if c == '['
+            && i + 1 < chars.len()
+            && chars[i + 1] == '['
+            && let Some(end) = chars[i + 2..].windows(2).position(|w| w == [']', ']'])
+        {
+            let name: String = chars[i + 2..i + 2 + end].iter().collect();
+            if let Some(v) = vars.get(name.split(':').next().unwrap_or("")) {
+                out.push_str(v);
+                i += end + 4;
+                continue;
             }
         }
         out.push(c);

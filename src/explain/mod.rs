@@ -251,9 +251,9 @@ fn walk(e: &Expr, funcs: &[String], grouping: &[String], out: &mut Vec<Found>) {
 
 fn secs(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 3600 && s % 3600 == 0 {
+    if s >= 3600 && s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s >= 60 && s % 60 == 0 {
+    } else if s >= 60 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{}s", s.max(1))

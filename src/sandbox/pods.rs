@@ -1908,7 +1908,7 @@ async fn traffic(w: Arc<Workloads>, traffic: bool, mut shutdown: watch::Receiver
                     (roll < 0.25).then(|| {
                         logins += 1;
                         Action::Login {
-                            ok: logins % 9 != 0,
+                            ok: !logins.is_multiple_of(9),
                         }
                     }),
                 ),
