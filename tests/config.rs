@@ -931,6 +931,7 @@ fn read_error_of(dir: &Path) -> (PathBuf, String) {
     }
 }
 
+#[cfg(unix)]
 #[test]
 fn a_dangling_check_file_is_an_error_naming_it() {
     let (dir, bad) = folder_with(|bad| {
@@ -952,6 +953,7 @@ fn a_folder_named_like_a_check_file_is_an_error_naming_it() {
     assert!(message.contains("a folder"), "{message}");
 }
 
+#[cfg(unix)]
 #[test]
 fn an_unreadable_check_file_is_an_error_naming_it() {
     use std::os::unix::fs::PermissionsExt;

@@ -427,9 +427,12 @@ pub fn call_error(call: &str, e: &kube::Error, timeout: Duration) -> CallError {
 
 type ListCell<T> = Arc<OnceCell<Result<Arc<Vec<T>>, CallError>>>;
 
-/// Lists fetched once per run, by namespace.
+/// Lists fetched once per run, by namespace. A list is asked with the run's per-call limit
+/// (not with what the first asking check had left); each asker waits until its own deadline.
 #[derive(Default)]
 pub struct KubeMemo {
+    /// The per-call limit of a list (`--timeout`); 5 s when unset.
+    pub per_call: Option<Duration>,
     deployments: Mutex<HashMap<String, ListCell<Deployment>>>,
     statefulsets: Mutex<HashMap<String, ListCell<StatefulSet>>>,
     pods: Mutex<HashMap<String, ListCell<Pod>>>,
@@ -441,7 +444,7 @@ async fn list_once<T>(
     client: &kube::Client,
     ns: &str,
     what: &str,
-    timeout: Duration,
+    (per_call, timeout): (Duration, Duration),
 ) -> Result<Arc<Vec<T>>, CallError>
 where
     T: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -457,20 +460,30 @@ where
         let mut m = cells.lock().unwrap_or_else(|e| e.into_inner());
         m.entry(ns.to_string()).or_default().clone()
     };
-    cell.get_or_init(|| async {
+    let call = format!("list {what} in namespace {ns}");
+    let init = cell.get_or_init(|| async {
         let api: Api<T> = Api::namespaced(client.clone(), ns);
-        let call = format!("list {what} in namespace {ns}");
-        match tokio::time::timeout(timeout, api.list(&ListParams::default())).await {
+        match tokio::time::timeout(per_call, api.list(&ListParams::default())).await {
             Ok(Ok(l)) => Ok(Arc::new(l.items)),
-            Ok(Err(e)) => Err(call_error(&call, &e, timeout)),
-            Err(_) => Err(CallError::new(call, ErrorKind::TimedOut(timeout))),
+            Ok(Err(e)) => Err(call_error(&call, &e, per_call)),
+            Err(_) => Err(CallError::new(call.clone(), ErrorKind::TimedOut(per_call))),
         }
-    })
-    .await
-    .clone()
+    });
+    match tokio::time::timeout(timeout, init).await {
+        Ok(r) => r.clone(),
+        Err(_) => Err(CallError::new(call.clone(), ErrorKind::TimedOut(timeout))),
+    }
 }
 
 impl KubeMemo {
+    /// Empty, with a per-call limit for its lists.
+    pub fn with_limit(per_call: Duration) -> Self {
+        KubeMemo {
+            per_call: Some(per_call),
+            ..KubeMemo::default()
+        }
+    }
+
     /// The Deployments of a namespace.
     pub async fn deployments(
         &self,
@@ -478,7 +491,14 @@ impl KubeMemo {
         ns: &str,
         t: Duration,
     ) -> Result<Arc<Vec<Deployment>>, CallError> {
-        list_once(&self.deployments, c, ns, "Deployments", t).await
+        list_once(
+            &self.deployments,
+            c,
+            ns,
+            "Deployments",
+            (self.per_call.unwrap_or(Duration::from_secs(5)), t),
+        )
+        .await
     }
     /// The StatefulSets of a namespace.
     pub async fn statefulsets(
@@ -487,7 +507,14 @@ impl KubeMemo {
         ns: &str,
         t: Duration,
     ) -> Result<Arc<Vec<StatefulSet>>, CallError> {
-        list_once(&self.statefulsets, c, ns, "StatefulSets", t).await
+        list_once(
+            &self.statefulsets,
+            c,
+            ns,
+            "StatefulSets",
+            (self.per_call.unwrap_or(Duration::from_secs(5)), t),
+        )
+        .await
     }
     /// The pods of a namespace.
     pub async fn pods(
@@ -496,7 +523,14 @@ impl KubeMemo {
         ns: &str,
         t: Duration,
     ) -> Result<Arc<Vec<Pod>>, CallError> {
-        list_once(&self.pods, c, ns, "pods", t).await
+        list_once(
+            &self.pods,
+            c,
+            ns,
+            "pods",
+            (self.per_call.unwrap_or(Duration::from_secs(5)), t),
+        )
+        .await
     }
     /// The Services of a namespace.
     pub async fn services(
@@ -505,7 +539,14 @@ impl KubeMemo {
         ns: &str,
         t: Duration,
     ) -> Result<Arc<Vec<Service>>, CallError> {
-        list_once(&self.services, c, ns, "Services", t).await
+        list_once(
+            &self.services,
+            c,
+            ns,
+            "Services",
+            (self.per_call.unwrap_or(Duration::from_secs(5)), t),
+        )
+        .await
     }
 }
 

@@ -48,7 +48,7 @@ impl Clients {
         }
         Clients {
             http: Transport::new(settings.timeout),
-            kube_memo: KubeMemo::default(),
+            kube_memo: KubeMemo::with_limit(settings.timeout),
             kube: OnceCell::new(),
             kube_context: Mutex::new(None),
             prom: Mutex::new(HashMap::new()),

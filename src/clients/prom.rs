@@ -201,6 +201,31 @@ impl PromApi {
         self
     }
 
+    /// The same client without a caller's deadline: an answer shared by several checks is
+    /// asked with the full per-call limit, not with what the first asker had left; each
+    /// asker still waits only until its own deadline ([`PromApi::bounded`]).
+    fn shared(&self) -> PromApi {
+        let mut s = self.clone();
+        s.deadline = None;
+        s
+    }
+
+    /// Waits for a shared answer until this caller's deadline.
+    async fn bounded<'a, V: Clone + 'a>(
+        &self,
+        what: &str,
+        fut: impl std::future::Future<Output = &'a Result<V, CallError>>,
+    ) -> Result<V, CallError> {
+        let left = self.call_timeout();
+        match tokio::time::timeout(left, fut).await {
+            Ok(r) => r.clone(),
+            Err(_) => Err(CallError::new(
+                format!("{what} at {}", self.via),
+                ErrorKind::TimedOut(left),
+            )),
+        }
+    }
+
     /// The time a call may take now: the per-call limit, or what is left before the deadline.
     fn call_timeout(&self) -> Duration {
         match self.deadline {
@@ -385,15 +410,17 @@ impl PromApi {
 
     /// Active and dropped targets, fetched once per run.
     pub async fn targets(&self) -> Result<Arc<Targets>, CallError> {
-        self.memo
-            .targets
-            .get_or_init(|| async {
-                self.get_as::<Targets>("targets", &[("state", "any".to_string())])
+        let shared = self.shared();
+        self.bounded(
+            "/api/v1/targets",
+            self.memo.targets.get_or_init(|| async move {
+                shared
+                    .get_as::<Targets>("targets", &[("state", "any".to_string())])
                     .await
                     .map(Arc::new)
-            })
-            .await
-            .clone()
+            }),
+        )
+        .await
     }
 
     /// Series matching a selector between two times.
@@ -444,21 +471,25 @@ impl PromApi {
                 }
             }
         };
-        let r = cell
-            .get_or_init(|| async {
-                let mut p = vec![
-                    ("start", format!("{start:.3}")),
-                    ("end", format!("{end:.3}")),
-                ];
-                if let Some(s) = selector {
-                    p.push(("match[]", s.to_string()));
-                }
-                self.get_as::<Vec<String>>(&format!("label/{label}/values"), &p)
-                    .await
-                    .map(Arc::new)
-            })
-            .await
-            .clone();
+        let shared = self.shared();
+        let r = self
+            .bounded(
+                &format!("the values of label {label}"),
+                cell.get_or_init(|| async move {
+                    let mut p = vec![
+                        ("start", format!("{start:.3}")),
+                        ("end", format!("{end:.3}")),
+                    ];
+                    if let Some(s) = selector {
+                        p.push(("match[]", s.to_string()));
+                    }
+                    shared
+                        .get_as::<Vec<String>>(&format!("label/{label}/values"), &p)
+                        .await
+                        .map(Arc::new)
+                }),
+            )
+            .await;
         r.map(|v| (*v).clone())
     }
 
@@ -515,10 +546,12 @@ impl PromApi {
     /// API (Prometheus), else (VictoriaMetrics) from the spacing of each job's `up` samples
     /// over the last 10 minutes, in one query.
     pub async fn scrape_intervals(&self) -> Result<Arc<BTreeMap<String, Duration>>, CallError> {
-        self.memo
+        let shared = self.shared();
+        self.bounded("the scrape intervals", self.memo
             .intervals
-            .get_or_init(|| async {
-                let t = self.targets().await?;
+            .get_or_init(|| async move {
+                let shared = &shared;
+                let t = shared.targets().await?;
                 let mut out = BTreeMap::new();
                 let mut unknown: Vec<&Target> = Vec::new();
                 for x in t.active_targets.iter().filter(|x| x.health == "up") {
@@ -540,7 +573,7 @@ impl PromApi {
                 }
                 // VictoriaMetrics: tlast/tfirst_over_time are the samples' own times.
                 let q = "max by (job) ((tlast_over_time(up[10m]) - tfirst_over_time(up[10m])) / (count_over_time(up[10m]) - 1))";
-                match self.instant(q, None).await {
+                match shared.instant(q, None).await {
                     Ok(v) => {
                         for s in v {
                             if let Some(job) = s.metric.get("job")
@@ -563,7 +596,7 @@ impl PromApi {
                         for x in unknown {
                             if let Some(job) = x.labels.get("job")
                                 && !out.contains_key(job)
-                                && let Some(d) = scrape_interval(self, x).await?
+                                && let Some(d) = scrape_interval(shared, x).await?
                             {
                                 out.insert(job.clone(), d);
                             }
@@ -572,9 +605,8 @@ impl PromApi {
                     Err(e) => return Err(e),
                 }
                 Ok(Arc::new(out))
-            })
+            }))
             .await
-            .clone()
     }
 
     /// `count(up)` over the window (one point a `window / 60`) and now: whether Prometheus
@@ -592,17 +624,20 @@ impl PromApi {
                 }
             }
         };
-        cell.get_or_init(|| async {
-            let end = now();
-            let step = (window.as_secs_f64() / 60.0).max(1.0);
-            let (range, at) = tokio::join!(
-                self.range("count(up)", end - window.as_secs_f64(), end, step),
-                self.instant("count(up)", Some(end))
-            );
-            Ok((Arc::new(range?), Arc::new(at?)))
-        })
+        let shared = self.shared();
+        self.bounded(
+            "count(up)",
+            cell.get_or_init(|| async move {
+                let end = now();
+                let step = (window.as_secs_f64() / 60.0).max(1.0);
+                let (range, at) = tokio::join!(
+                    shared.range("count(up)", end - window.as_secs_f64(), end, step),
+                    shared.instant("count(up)", Some(end))
+                );
+                Ok((Arc::new(range?), Arc::new(at?)))
+            }),
+        )
         .await
-        .clone()
     }
 
     /// The metadata of a metric (`/api/v1/metadata?metric=`), once per run.
@@ -611,12 +646,16 @@ impl PromApi {
             let mut m = self.memo.metadata.lock().unwrap_or_else(|e| e.into_inner());
             m.entry(metric.to_string()).or_default().clone()
         };
-        cell.get_or_init(|| async {
-            self.get("metadata", &[("metric", metric.to_string())])
-                .await
-        })
+        let shared = self.shared();
+        self.bounded(
+            "/api/v1/metadata",
+            cell.get_or_init(|| async move {
+                shared
+                    .get("metadata", &[("metric", metric.to_string())])
+                    .await
+            }),
+        )
         .await
-        .clone()
     }
 }
 
