@@ -487,6 +487,7 @@ fn a_dashboard_shape_it_cannot_read_is_an_error_naming_what_is_missing() {
 
 /// A Prometheus that answers every query with one series of ones, every other call with an
 /// empty success.
+#[cfg(all(unix, feature = "sandbox"))]
 fn fake_prometheus() -> u16 {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -539,6 +540,7 @@ fn fake_prometheus() -> u16 {
 /// The scan against the emulated Grafana serving a schema v2 dashboard: its panel queries are
 /// found and run (not "0 panel queries, all with data"), and a v2 dashboard it cannot read is
 /// an error naming the dashboard.
+#[cfg(all(unix, feature = "sandbox"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_scans_a_schema_v2_dashboard_through_grafana() {
     use msa_doctor::sandbox::grafana::{GrafanaOptions, GrafanaSim};
