@@ -41,7 +41,11 @@ stop_stack() {
     stack_pid=""
   fi
 }
-cleanup() { stop_stack; rm -rf "$work"; }
+# BENCH_SCALE_KEEP=1 keeps the reports, time -v outputs and the stacks' stderr (path printed).
+cleanup() {
+  stop_stack
+  if [ "${BENCH_SCALE_KEEP:-0}" = 1 ]; then echo "kept: $work" >&2; else rm -rf "$work"; fi
+}
 trap cleanup EXIT
 
 # The request count of one emulated server.
@@ -79,29 +83,43 @@ for N in $SIZES; do
     printf '\nN=%s: %s Deployments (%s generated + 9 of the guide), %s generated pods, 100 dashboards x 20 panels; stack ready in %.0f s; broken: %s\n' \
       "$N" "$((N + 9))" "$N" "$((N * 5))" "$ready" "$broken"
     grep -E '^(practice stack up|data )' "$d/err" | sed 's/^/  stack: /'
+    # CPU seconds (user + system) of the stack's process (emulators, generated pods) and of
+    # its database, to see what the run's wall time is spent on.
+    db_pid=$(pgrep -P "$stack_pid" | head -1)
+    cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
     for r in $(seq 1 "$RUNS"); do
+      s0=$(cpu "$stack_pid")
+      v0=$(cpu "$db_pid")
       g0=$(total "$grafana")
       k0=$(total "$kube")
       /usr/bin/time -v -o "$d/time-$r" "$BIN" check --color never --services "$services" --output json \
         >"$d/run-$r.json" 2>"$d/stderr-$r" || true
       g1=$(total "$grafana")
       k1=$(total "$kube")
-      echo "$r $((g1 - g0)) $((k1 - k0))" >>"$d/requests"
+      echo "$r $((g1 - g0)) $((k1 - k0)) $(echo "$(cpu "$stack_pid") - $s0" | bc -l) $(echo "$(cpu "$db_pid") - $v0" | bc -l)" >>"$d/requests"
     done
+    curl -fsS "$grafana/_sandbox/requests" >"$d/grafana-requests.json"
+    curl -fsS "$kube/_sandbox/requests" >"$d/kube-requests.json"
     python3 - "$d" "$N" "$RUNS" "$broken" <<'EOF'
 import json, re, sys
 d, n, runs, broken = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-reqs = {int(r): (int(g), int(k)) for r, g, k in (l.split() for l in open(f"{d}/requests"))}
+reqs, cpus = {}, {}
+for line in open(f"{d}/requests"):
+    r, g, k, sc, dbc = line.split()
+    reqs[int(r)] = (int(g), int(k))
+    cpus[int(r)] = (float(sc), float(dbc))
 rows, verdicts = [], []
 for r in range(1, runs + 1):
     t = open(f"{d}/time-{r}").read()
+    user = float(re.search(r"User time \(seconds\): ([\d.]+)", t).group(1))
+    system = float(re.search(r"System time \(seconds\): ([\d.]+)", t).group(1))
     m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", t)
     wall = int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1)) / 1024
     try:
         rep = json.load(open(f"{d}/run-{r}.json"))
     except Exception as e:
-        rows.append((r, wall, rss, reqs[r], f"no JSON report ({e}); stderr: {open(f'{d}/stderr-{r}').read()[:200]}"))
+        rows.append((r, wall, rss, reqs[r], f"cpu s: doctor {user + system:.2f}, stack {cpus[r][0]:.2f}, database {cpus[r][1]:.2f}; no JSON report ({e}); stderr: {open(f'{d}/stderr-{r}').read()[:200]}"))
         verdicts.append(None)
         continue
     checks = rep["checks"]
@@ -112,7 +130,8 @@ for r in range(1, runs + 1):
     slow = sorted(checks, key=lambda c: -(c.get("duration_ms") or 0))[:3]
     verdicts.append(tuple((c["id"], c["status"]) for c in checks))
     s = rep["summary"]
-    text = " ".join(f"{k}={v}" for k, v in s.items() if v)
+    text = f"cpu s: doctor {user + system:.2f}, stack {cpus[r][0]:.2f}, database {cpus[r][1]:.2f}; "
+    text += " ".join(f"{k}={v}" for k, v in s.items() if v)
     text += f"; fail naming {broken}: {','.join(named) or '-'}; other fail: {','.join(other) or 'none'}"
     text += f"; error: {','.join(c['id'] for c in errors) or 'none'}"
     text += "; slowest: " + ", ".join(f"{c['id']} {c.get('duration_ms')}ms" for c in slow)
@@ -128,6 +147,10 @@ print(f"  median wall {walls[len(walls)//2]:.2f} s (target < 2), max RSS {max(x[
 for c in (json.load(open(f"{d}/run-1.json"))["checks"] if verdicts[0] else []):
     if c["status"] in ("fail", "error"):
         print(f"  run 1 {c['id']} {c['status']}: {(c.get('message') or '')[:300]}")
+for server in ("grafana", "kube"):
+    by = json.load(open(f"{d}/{server}-requests.json"))["by"]
+    top = sorted(by.items(), key=lambda kv: -kv[1])[:6]
+    print(f"  {server} requests over all {runs} runs (and the stack's warm-up), by route: " + ", ".join(f"{k} {v}" for k, v in top))
 with open(f"{d}/../summary", "a") as f:
     f.write(f"{n} {walls[len(walls)//2]} {max(x[2] for x in rows)} {sum(g for _, _, _, (g, _), _ in rows)/runs} {sum(k for _, _, _, (_, k), _ in rows)/runs}\n")
 EOF

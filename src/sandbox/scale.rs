@@ -505,11 +505,18 @@ impl RequestCounter {
     }
 }
 
-/// The counting key of a request: method and path with its variable parts (ids, names,
-/// queries) cut, so that the breakdown stays short.
+/// The counting key of a request: method and path with its variable parts (names, uids,
+/// queries) cut, so that the breakdown stays short; a data source proxy call is keyed by the
+/// Prometheus API path behind it (`GET proxy /api/v1/targets`).
 fn route_key(method: &str, path: &str) -> String {
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).take(4).collect();
-    format!("{method} /{}", segs.join("/"))
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["api", "datasources", "proxy", "uid", _, rest @ ..]
+        | ["api", "datasources", "proxy", _, rest @ ..] => {
+            format!("{method} proxy /{}", rest.join("/"))
+        }
+        _ => format!("{method} /{}", segs[..segs.len().min(4)].join("/")),
+    }
 }
 
 /// Middleware for the emulated Grafana: answers [`REQUESTS_PATH`] with the counts and counts
@@ -635,6 +642,22 @@ mod tests {
         assert_eq!(count(&b) - count(&a), 12);
         assert!(a.contains(r#"application="svc-0003""#), "{a}");
         assert!(a.contains(r#"jvm_memory_used_bytes{application="svc-0003",area="heap""#));
+    }
+
+    #[test]
+    fn requests_are_keyed_by_route() {
+        assert_eq!(
+            route_key("GET", "/api/datasources/proxy/uid/prometheus/api/v1/targets"),
+            "GET proxy /api/v1/targets"
+        );
+        assert_eq!(
+            route_key("POST", "/api/datasources/proxy/1/api/v1/query"),
+            "POST proxy /api/v1/query"
+        );
+        assert_eq!(
+            route_key("GET", "/api/v1/namespaces/metacoding/pods/x"),
+            "GET /api/v1/namespaces/metacoding"
+        );
     }
 
     #[test]
