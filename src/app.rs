@@ -121,9 +121,18 @@ pub fn context(settings: Settings) -> CheckCtx {
     )
 }
 
-/// Runs a plan with fresh clients and facts; progress of `--wait` goes to stderr.
+/// Runs a plan with fresh clients and facts; progress of `--wait` goes to stderr. With
+/// `MSA_DOCTOR_REQUEST_COUNTS` set, the requests sent to each server are printed to stderr at
+/// the end (for the benchmarks).
 pub async fn run_plan(settings: Settings, plan: Plan) -> Report {
-    run_in(&context(settings), plan).await
+    let cx = context(settings);
+    let report = run_in(&cx, plan).await;
+    if std::env::var_os("MSA_DOCTOR_REQUEST_COUNTS").is_some() {
+        let counts = cx.clients.http.counts();
+        let line: Vec<String> = counts.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        eprintln!("requests: {}", line.join(" "));
+    }
+    report
 }
 
 /// Runs a plan in an existing context (its facts stay there for the caller).

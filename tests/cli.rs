@@ -753,6 +753,9 @@ fn fake_prometheus() -> u16 {
                     r#"{"status":"success","data":["up"]}"#.to_string()
                 } else if path.contains("buildinfo") {
                     r#"{"status":"success","data":{"version":"2.42.0"}}"#.to_string()
+                } else if path.contains("/targets") {
+                    r#"{"status":"success","data":{"activeTargets":[],"droppedTargets":[]}}"#
+                        .to_string()
                 } else {
                     r#"{"status":"success","data":[]}"#.to_string()
                 };

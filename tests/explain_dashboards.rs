@@ -640,3 +640,26 @@ async fn explain_scans_a_schema_v2_dashboard_through_grafana() {
     );
     g.shutdown().await;
 }
+
+/// Multi-value and "All" variables are escaped as Grafana's Prometheus data source writes
+/// them (two backslashes before a regex character in the query text), so the query parses and
+/// matches the literal values; a plain variable keeps its value.
+#[test]
+fn multi_value_variables_are_escaped_as_grafana_does() {
+    use msa_doctor::explain::dashboard::grafana_interpolate;
+    let values = vec!["api.example.com".to_string(), "web-1".to_string()];
+    let multi = grafana_interpolate(&values, true);
+    assert_eq!(multi, r"(api\\.example\\.com|web-1)");
+    let q = format!("up{{instance=~\"{multi}\"}}");
+    assert!(
+        promql_parser::parser::parse(&q).is_ok(),
+        "Prometheus would refuse {q}"
+    );
+    // One value of a multi-value variable is still escaped, without the group.
+    assert_eq!(
+        grafana_interpolate(&values[..1], true),
+        r"api\\.example\\.com"
+    );
+    // A plain variable: only backslashes and quotes.
+    assert_eq!(grafana_interpolate(&values[..1], false), "api.example.com");
+}

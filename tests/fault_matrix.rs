@@ -356,15 +356,22 @@ async fn every_call_times_every_failure() {
     let mut violations: Vec<String> = Vec::new();
     let mut max_wall = Duration::ZERO;
     let mut max_rss = 0i64;
-    let limit = Duration::from_millis(TIMEOUT_S * 1000 + 500);
-    // Four runs at a time, each with its own proxies.
+    // A fault may cost the deadline and half a second more than the healthy run itself (a
+    // debug build on a shared machine takes a while to start and run the chain).
+    let limit = base.wall + Duration::from_millis(TIMEOUT_S * 1000 + 500);
+    println!(
+        "fault matrix: the healthy run takes {:.2}s, a faulted one may take {:.2}s",
+        base.wall.as_secs_f64(),
+        limit.as_secs_f64()
+    );
+    // Three runs at a time, each with its own proxies.
     let mut cases = Vec::new();
     for (ci, call) in calls.iter().enumerate() {
         for f in Failure::ALL {
             cases.push((ci, call, f));
         }
     }
-    for batch in cases.chunks(4) {
+    for batch in cases.chunks(3) {
         let mut handles = Vec::new();
         for (ci, call, f) in batch {
             let mode = Mode::Fail(call.matcher.clone(), *f);
@@ -392,7 +399,8 @@ async fn every_call_times_every_failure() {
             if o.wall > limit {
                 violations.push(format!("{case}: took {:?} (limit {limit:?})", o.wall));
             }
-            if o.max_rss_kib > 400 * 1024 {
+            // The run's byte budget (256 MiB) plus the process itself.
+            if o.max_rss_kib > 320 * 1024 {
                 violations.push(format!("{case}: peak RSS {} MiB", o.max_rss_kib / 1024));
             }
             let mut noticed = false;

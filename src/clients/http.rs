@@ -196,6 +196,18 @@ impl Transport {
         self.inner.budget.clone()
     }
 
+    /// Counts a request sent by a client that does not go through [`Transport::send`] (the
+    /// Kubernetes client), under `key`.
+    pub fn count(&self, key: &str) {
+        *self
+            .inner
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_string())
+            .or_default() += 1;
+    }
+
     /// Requests sent so far, per server (`host:port`).
     pub fn counts(&self) -> BTreeMap<String, u64> {
         self.inner
@@ -224,6 +236,20 @@ impl Transport {
         req: reqwest::RequestBuilder,
         deadline: Duration,
         lane: Lane,
+    ) -> Result<Answer, CallError> {
+        self.send_capped(call, req, deadline, lane, self.inner.max_body)
+            .await
+    }
+
+    /// [`Transport::send`] with another cap on this one body (still within the run's budget):
+    /// for the few answers that grow with the cluster, as `/api/v1/targets` does.
+    pub async fn send_capped(
+        &self,
+        call: &str,
+        req: reqwest::RequestBuilder,
+        deadline: Duration,
+        lane: Lane,
+        max_body: usize,
     ) -> Result<Answer, CallError> {
         let started = Instant::now();
         let req = req.timeout(deadline);
@@ -271,7 +297,9 @@ impl Transport {
                 .map_err(|e| request_error(call, &e, deadline))?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
-            let (body, permit) = self.read_body(call, resp, deadline, started).await?;
+            let (body, permit) = self
+                .read_body(call, resp, deadline, started, max_body)
+                .await?;
             Ok(Answer {
                 status,
                 headers,
@@ -291,8 +319,8 @@ impl Transport {
         mut resp: reqwest::Response,
         deadline: Duration,
         started: Instant,
+        max: usize,
     ) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), CallError> {
-        let max = self.inner.max_body;
         let too_large = || {
             CallError::new(
                 call,

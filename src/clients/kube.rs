@@ -108,8 +108,9 @@ pub fn read_kubeconfig(src: &KubeSource) -> Result<Option<Kubeconfig>, KubeUnava
 /// Builds the client of a run, and names the context in use.
 pub async fn build(
     src: &KubeSource,
-    budget: std::sync::Arc<tokio::sync::Semaphore>,
+    transport: &super::http::Transport,
 ) -> Result<(kube::Client, Option<String>), KubeUnavailable> {
+    let budget = transport.budget();
     let (mut config, context) = match read_kubeconfig(src)? {
         Some(mut kc) => {
             let context = src.context.clone().or_else(|| kc.current_context.clone());
@@ -148,7 +149,13 @@ pub async fn build(
             )
         })
     });
-    let client = builder.with_layer(&limit).build();
+    // Requests are counted with the others (`Transport::counts`, key `kubernetes`).
+    let counter = transport.clone();
+    let count = tower::util::MapRequestLayer::new(move |r: http::Request<kube::client::Body>| {
+        counter.count("kubernetes");
+        r
+    });
+    let client = builder.with_layer(&limit).with_layer(&count).build();
     Ok((client, context))
 }
 
@@ -500,4 +507,123 @@ impl KubeMemo {
     ) -> Result<Arc<Vec<Service>>, CallError> {
         list_once(&self.services, c, ns, "Services", t).await
     }
+}
+
+async fn bounded<T>(
+    call: String,
+    timeout: Duration,
+    fut: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, CallError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(call_error(&call, &e, timeout)),
+        Err(_) => Err(CallError::new(call, ErrorKind::TimedOut(timeout))),
+    }
+}
+
+/// The API server's version (`/version`).
+pub async fn version(
+    client: &kube::Client,
+    timeout: Duration,
+) -> Result<k8s_openapi::apimachinery::pkg::version::Info, CallError> {
+    bounded("GET /version".into(), timeout, client.apiserver_version()).await
+}
+
+/// One object of a namespaced kind, `None` when it does not exist.
+pub async fn get_in<K>(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<Option<K>, CallError>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let kind = K::kind(&Default::default()).to_string();
+    bounded(
+        format!("get {kind} {ns}/{name}"),
+        timeout,
+        api.get_opt(name),
+    )
+    .await
+}
+
+/// One object of a cluster-wide kind (a Namespace), `None` when it does not exist.
+pub async fn get_cluster<K>(
+    client: &kube::Client,
+    name: &str,
+    timeout: Duration,
+) -> Result<Option<K>, CallError>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let kind = K::kind(&Default::default()).to_string();
+    bounded(format!("get {kind} {name}"), timeout, api.get_opt(name)).await
+}
+
+/// Every object of a kind, in a namespace.
+pub async fn list_in<K>(
+    client: &kube::Client,
+    ns: &str,
+    timeout: Duration,
+) -> Result<Vec<K>, CallError>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let kind = K::plural(&Default::default()).to_string();
+    bounded(
+        format!("list {kind} in namespace {ns}"),
+        timeout,
+        api.list(&ListParams::default()),
+    )
+    .await
+    .map(|l| l.items)
+}
+
+/// Every object of a kind, in every namespace (or cluster-wide).
+pub async fn list_all<K>(client: &kube::Client, timeout: Duration) -> Result<Vec<K>, CallError>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let kind = K::plural(&Default::default()).to_string();
+    bounded(
+        format!("list {kind} in every namespace"),
+        timeout,
+        api.list(&ListParams::default()),
+    )
+    .await
+    .map(|l| l.items)
+}
+
+/// Every object of a custom kind (the Prometheus operator's), in every namespace.
+pub async fn list_dynamic(
+    client: &kube::Client,
+    resource: &kube::discovery::ApiResource,
+    timeout: Duration,
+) -> Result<Vec<kube::api::DynamicObject>, CallError> {
+    let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), resource);
+    bounded(
+        format!(
+            "list {}.{} in every namespace",
+            resource.plural, resource.group
+        ),
+        timeout,
+        api.list(&ListParams::default()),
+    )
+    .await
+    .map(|l| l.items)
 }

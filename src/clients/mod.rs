@@ -71,7 +71,7 @@ impl Clients {
                     settings.context.clone(),
                     settings.timeout,
                 );
-                let (client, context) = kube::build(&src, self.http.budget()).await?;
+                let (client, context) = kube::build(&src, &self.http).await?;
                 *self.kube_context.lock().unwrap_or_else(|e| e.into_inner()) = context;
                 Ok(client)
             })

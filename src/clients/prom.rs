@@ -94,9 +94,14 @@ type Cell<V> = Arc<OnceCell<Result<V, CallError>>>;
 #[derive(Default)]
 pub struct PromMemo {
     targets: OnceCell<Result<Arc<Targets>, CallError>>,
+    intervals: OnceCell<Result<Arc<BTreeMap<String, Duration>>, CallError>>,
+    liveness: Mutex<HashMap<u64, (Instant, Cell<Liveness>)>>,
     labels: Mutex<HashMap<String, (Instant, Cell<Arc<Vec<String>>>)>>,
     metadata: Mutex<HashMap<String, Cell<Value>>>,
 }
+
+/// Prometheus's own liveness over a window: `count(up)` as a range, and now.
+pub type Liveness = (Arc<Vec<Series>>, Arc<Vec<Sample>>);
 
 /// How long a memoised label list is reused.
 const LABELS_FRESH: Duration = Duration::from_secs(30);
@@ -250,20 +255,43 @@ impl PromApi {
         if let Some(s) = &self.session {
             req = s.apply(req);
         }
+        // The targets of a large cluster run to tens of MiB: they may use the run's whole
+        // budget; every other answer the usual cap.
+        let cap = if path == "targets" {
+            super::http::RUN_BUDGET
+        } else {
+            super::http::MAX_BODY
+        };
         self.transport
-            .send(call, req, self.call_timeout(), self.lane)
+            .send_capped(call, req, self.call_timeout(), self.lane, cap)
             .await
     }
 
     /// Calls `/api/v1/<path>` and decodes the envelope's `data` as `T`.
-    pub async fn get_as<T: DeserializeOwned>(
+    pub async fn get_as<T: DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         params: &[(&str, String)],
     ) -> Result<T, CallError> {
         let call = self.call_name(path, params);
         let a = self.raw(&call, path, params).await?;
-        decode(&call, &a, self.session.is_some())
+        let via_grafana = self.session.is_some();
+        if a.body.len() < 1024 * 1024 {
+            return decode(&call, &a, via_grafana);
+        }
+        // A large answer is decoded off the async threads, so other checks keep running,
+        // and within the call's deadline.
+        let left = self.call_timeout();
+        let c = call.clone();
+        let job = tokio::task::spawn_blocking(move || decode(&c, &a, via_grafana));
+        match tokio::time::timeout(left, job).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(CallError::new(
+                call,
+                ErrorKind::Local("the answer's decoding stopped".into()),
+            )),
+            Err(_) => Err(CallError::new(call, ErrorKind::TimedOut(self.timeout))),
+        }
     }
 
     /// Calls `/api/v1/<path>` and returns the envelope's `data`.
@@ -431,6 +459,146 @@ impl PromApi {
         r.map(|v| (*v).clone())
     }
 
+    /// Several instant queries in one request: each is tagged with a label of its own and
+    /// joined with `or`, and the answer is split back. Where the server refuses the batch (a
+    /// query it does not know, a scalar), they are asked one by one.
+    pub async fn instant_batch(&self, queries: &[String]) -> Result<Vec<Vec<Sample>>, CallError> {
+        const TAG: &str = "__msa_doctor_q";
+        if queries.len() <= 1 {
+            let mut out = Vec::new();
+            for q in queries {
+                out.push(self.instant(q, None).await?);
+            }
+            return Ok(out);
+        }
+        let joined = queries
+            .iter()
+            .enumerate()
+            .map(|(i, q)| format!("label_replace(({q}), \"{TAG}\", \"{i}\", \"\", \"\")"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        match self.instant(&joined, None).await {
+            Ok(samples) => {
+                let mut out: Vec<Vec<Sample>> = vec![Vec::new(); queries.len()];
+                for mut s in samples {
+                    let Some(i) = s.metric.remove(TAG).and_then(|i| i.parse::<usize>().ok()) else {
+                        return Err(CallError::new(
+                            format!("the batch of {} queries at {}", queries.len(), self.via),
+                            ErrorKind::Undecodable("a sample without its query's tag".into()),
+                        ));
+                    };
+                    if let Some(v) = out.get_mut(i) {
+                        v.push(s);
+                    }
+                }
+                Ok(out)
+            }
+            Err(CallError {
+                kind: ErrorKind::Api { .. },
+                ..
+            }) => {
+                let all =
+                    futures::future::join_all(queries.iter().map(|q| self.instant(q, None))).await;
+                all.into_iter().collect()
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The scrape interval of every job with an `up` target, once per run: from the targets
+    /// API (Prometheus), else (VictoriaMetrics) from the spacing of each job's `up` samples
+    /// over the last 10 minutes, in one query.
+    pub async fn scrape_intervals(&self) -> Result<Arc<BTreeMap<String, Duration>>, CallError> {
+        self.memo
+            .intervals
+            .get_or_init(|| async {
+                let t = self.targets().await?;
+                let mut out = BTreeMap::new();
+                let mut unknown: Vec<&Target> = Vec::new();
+                for x in t.active_targets.iter().filter(|x| x.health == "up") {
+                    let Some(job) = x.labels.get("job") else {
+                        continue;
+                    };
+                    if out.contains_key(job) {
+                        continue;
+                    }
+                    match prom_duration(&x.scrape_interval) {
+                        Some(d) => {
+                            out.insert(job.clone(), d);
+                        }
+                        None => unknown.push(x),
+                    }
+                }
+                if unknown.is_empty() {
+                    return Ok(Arc::new(out));
+                }
+                // VictoriaMetrics: tlast/tfirst_over_time are the samples' own times.
+                let q = "max by (job) ((tlast_over_time(up[10m]) - tfirst_over_time(up[10m])) / (count_over_time(up[10m]) - 1))";
+                match self.instant(q, None).await {
+                    Ok(v) => {
+                        for s in v {
+                            if let Some(job) = s.metric.get("job")
+                                && s.value.is_finite()
+                                && s.value > 0.0
+                                && s.value < 3600.0
+                                && !out.contains_key(job)
+                            {
+                                let secs = (s.value * 10.0).round() / 10.0;
+                                out.insert(job.clone(), Duration::from_secs_f64(secs));
+                            }
+                        }
+                    }
+                    // Prometheus without the interval in its targets (never seen, but):
+                    // target by target.
+                    Err(CallError {
+                        kind: ErrorKind::Api { .. },
+                        ..
+                    }) => {
+                        for x in unknown {
+                            if let Some(job) = x.labels.get("job")
+                                && !out.contains_key(job)
+                                && let Some(d) = scrape_interval(self, x).await?
+                            {
+                                out.insert(job.clone(), d);
+                            }
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+                Ok(Arc::new(out))
+            })
+            .await
+            .clone()
+    }
+
+    /// `count(up)` over the window (one point a `window / 60`) and now: whether Prometheus
+    /// itself was there. Asked once per window in a run (reused for 30 s).
+    pub async fn liveness(&self, window: Duration) -> Result<Liveness, CallError> {
+        let key = window.as_secs();
+        let cell = {
+            let mut m = self.memo.liveness.lock().unwrap_or_else(|e| e.into_inner());
+            match m.get(&key) {
+                Some((at, c)) if at.elapsed() < LABELS_FRESH => c.clone(),
+                _ => {
+                    let c: Cell<Liveness> = Arc::default();
+                    m.insert(key, (Instant::now(), c.clone()));
+                    c
+                }
+            }
+        };
+        cell.get_or_init(|| async {
+            let end = now();
+            let step = (window.as_secs_f64() / 60.0).max(1.0);
+            let (range, at) = tokio::join!(
+                self.range("count(up)", end - window.as_secs_f64(), end, step),
+                self.instant("count(up)", Some(end))
+            );
+            Ok((Arc::new(range?), Arc::new(at?)))
+        })
+        .await
+        .clone()
+    }
+
     /// The metadata of a metric (`/api/v1/metadata?metric=`), once per run.
     pub async fn metadata(&self, metric: &str) -> Result<Value, CallError> {
         let cell = {
@@ -449,19 +617,25 @@ impl PromApi {
 /// Decodes Prometheus's envelope, or says why the answer is not one.
 fn decode<T: DeserializeOwned>(call: &str, a: &Answer, via_grafana: bool) -> Result<T, CallError> {
     let err = |k: ErrorKind| CallError::new(call, k);
-    if let Ok(env) = serde_json::from_slice::<Envelope<T>>(&a.body) {
-        if env.status == "success" {
+    // One pass over the body, however large: the parser's own error says what is wrong.
+    let first = match serde_json::from_slice::<Envelope<T>>(&a.body) {
+        Ok(env) if env.status == "success" => {
             return env
                 .data
                 .ok_or_else(|| err(ErrorKind::Undecodable("a success without `data`".into())));
         }
-        if env.status == "error" {
+        Ok(env) if env.status == "error" => {
             return Err(err(ErrorKind::Api {
                 error_type: env.error_type.unwrap_or_else(|| "error".into()),
                 error: super::redact::clean(&env.error.unwrap_or_default()),
             }));
         }
-    }
+        Ok(env) => Err(format!(
+            "an envelope with status {:?}",
+            cut(&env.status, 40)
+        )),
+        Err(e) => Ok(e),
+    };
     if a.status == 401 || a.status == 403 {
         return Err(err(ErrorKind::Forbidden(format!(
             "HTTP {} {}",
@@ -478,14 +652,22 @@ fn decode<T: DeserializeOwned>(call: &str, a: &Answer, via_grafana: bool) -> Res
     if a.status != 200 {
         return Err(a.status_error(call));
     }
-    // 200, but not the envelope: say whether it is JSON of another shape or not JSON at all.
-    let why = match serde_json::from_slice::<Envelope<Value>>(&a.body) {
-        Ok(_) => "the answer's `data` is not of the expected shape".to_string(),
-        Err(e) if e.is_eof() => format!("the JSON is cut short after {} bytes", a.body.len()),
-        Err(_) if a.is_html() => "an HTML page, not Prometheus's API".to_string(),
-        Err(_) => match serde_json::from_slice::<Value>(&a.body) {
-            Ok(_) => "JSON that is not Prometheus's envelope".to_string(),
-            Err(e) => format!("not JSON ({e}): {}", a.excerpt(80)),
+    // 200, but not the envelope: say whether it is cut short, not JSON, or another shape.
+    let why = match first {
+        Err(other) => other,
+        Ok(e) => match e.classify() {
+            serde_json::error::Category::Eof => {
+                format!("the JSON is cut short after {} bytes", a.body.len())
+            }
+            serde_json::error::Category::Syntax if a.is_html() => {
+                "an HTML page, not Prometheus's API".to_string()
+            }
+            serde_json::error::Category::Syntax | serde_json::error::Category::Io => {
+                format!("not JSON ({e}): {}", a.excerpt(80))
+            }
+            serde_json::error::Category::Data => {
+                format!("the answer is not of the expected shape ({e})")
+            }
         },
     };
     Err(err(ErrorKind::Undecodable(why)))

@@ -19,6 +19,44 @@ pub struct GrafanaApi {
     grafana: Grafana,
     session: Arc<GrafanaSession>,
     clients: Arc<Clients>,
+    panels: Arc<PanelMemo>,
+}
+
+/// A panel query's evaluation and explanation.
+type PanelAnswer = (
+    Result<(QueryResult, usize), PanelError>,
+    Option<Result<Explanation, PanelError>>,
+);
+
+/// Why a panel query has no answer: it failed, or the deadline came first.
+#[derive(Clone, Debug)]
+enum PanelError {
+    Failed(String),
+    NotReached,
+}
+
+impl PanelError {
+    fn of_call(e: &crate::clients::CallError) -> Self {
+        match e.kind {
+            crate::clients::ErrorKind::TimedOut(_) => PanelError::NotReached,
+            _ => PanelError::Failed(e.to_string()),
+        }
+    }
+    fn of_explain(e: super::ExplainError) -> Self {
+        match e {
+            super::ExplainError::Prom(c) => Self::of_call(&c),
+            other => PanelError::Failed(other.to_string()),
+        }
+    }
+}
+
+/// Panel queries already asked in this scan, by data source, query and window: a query that
+/// several dashboards share is asked once.
+#[derive(Default)]
+struct PanelMemo {
+    done: std::sync::Mutex<
+        std::collections::HashMap<(String, String, u64), Arc<tokio::sync::OnceCell<PanelAnswer>>>,
+    >,
 }
 
 impl GrafanaApi {
@@ -42,7 +80,41 @@ impl GrafanaApi {
             },
             session,
             clients,
+            panels: Arc::default(),
         }
+    }
+
+    /// Evaluates a panel query over the window and, when it shows nothing, explains it; once
+    /// per data source, query and window in a scan.
+    async fn panel_answer(&self, ds: &Ds, query: &str, opts: ExplainOptions) -> PanelAnswer {
+        let key = (ds.uid.clone(), query.to_string(), opts.window.as_secs());
+        let cell = {
+            let mut m = self.panels.done.lock().unwrap_or_else(|e| e.into_inner());
+            m.entry(key).or_default().clone()
+        };
+        cell.get_or_init(|| async {
+            // Past the deadline, nothing more is asked: the scan returns what it has.
+            if self.grafana.deadline.is_some_and(|d| {
+                d.saturating_duration_since(std::time::Instant::now())
+                    .as_millis()
+                    < 20
+            }) {
+                return (Err(PanelError::NotReached), None);
+            }
+            let api = self.prom(ds);
+            match evaluate(&api, query, opts.window).await {
+                Ok((QueryResult::Data, n)) => (Ok((QueryResult::Data, n)), None),
+                Ok((r, n)) => {
+                    let ex = explain(&api, query, opts)
+                        .await
+                        .map_err(PanelError::of_explain);
+                    (Ok((r, n)), Some(ex))
+                }
+                Err(e) => (Err(PanelError::of_call(&e)), None),
+            }
+        })
+        .await
+        .clone()
     }
 
     /// GETs a JSON document; the error names the call and why it failed.
@@ -106,6 +178,8 @@ pub enum PanelStatus {
     NotPrometheus,
     /// The query could not run.
     Error,
+    /// The scan's deadline came before this query was answered (partial results).
+    NotReached,
 }
 
 /// One panel query's finding.
@@ -156,7 +230,10 @@ impl DashboardReport {
         self.panels.iter().filter(|p| {
             !matches!(
                 p.status,
-                PanelStatus::Data | PanelStatus::Zero | PanelStatus::NotPrometheus
+                PanelStatus::Data
+                    | PanelStatus::Zero
+                    | PanelStatus::NotPrometheus
+                    | PanelStatus::NotReached
             )
         })
     }
@@ -615,11 +692,38 @@ pub fn escape_regex(v: &str) -> String {
     out
 }
 
-fn regex_escape_join(values: &[String]) -> String {
-    if values.len() == 1 {
-        return values[0].clone();
+/// A variable's values as Grafana's Prometheus data source writes them into a query
+/// (`interpolateQueryExpr`): a variable that is neither multi-value nor has "All" gets only
+/// its backslashes and quotes escaped; otherwise every value is regex-escaped for a PromQL
+/// string (`.` becomes `\\.`, two backslashes in the query text) and several are joined as
+/// `(a|b)`.
+pub fn grafana_interpolate(values: &[String], multi_or_all: bool) -> String {
+    if !multi_or_all {
+        return values
+            .first()
+            .map(|v| v.replace('\\', "\\\\").replace('\'', "\\\\'"))
+            .unwrap_or_default();
     }
-    let esc: Vec<String> = values.iter().map(|v| escape_regex(v)).collect();
+    let esc: Vec<String> = values
+        .iter()
+        .map(|v| {
+            let mut out = String::with_capacity(v.len() + 4);
+            for c in v.chars() {
+                if c == '\\' {
+                    out.push_str("\\\\\\\\");
+                } else if "$^*{}[]'+?.()|".contains(c) {
+                    out.push_str("\\\\");
+                    out.push(c);
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        })
+        .collect();
+    if esc.len() == 1 {
+        return esc[0].clone();
+    }
     format!("({})", esc.join("|"))
 }
 
@@ -651,6 +755,9 @@ struct Resolved {
     vars: BTreeMap<String, String>,
     shown: BTreeMap<String, String>,
     ds_vars: BTreeMap<String, String>,
+    /// Variables whose values could not be asked for (the call failed): the dashboard's
+    /// panels would be evaluated with a guess, so the scan says so instead.
+    failed: Vec<String>,
 }
 
 async fn resolve_variables(
@@ -663,6 +770,7 @@ async fn resolve_variables(
     let mut vars = builtins(range_s, scrape_s);
     let mut shown = BTreeMap::new();
     let mut ds_vars = BTreeMap::new();
+    let mut failed = Vec::new();
     let list = model
         .pointer("/templating/list")
         .and_then(|l| l.as_array())
@@ -689,6 +797,10 @@ async fn resolve_variables(
             })
             .unwrap_or_default();
         let is_all = current.iter().any(|c| c == "$__all");
+        let multi_or_all = ["multi", "includeAll"]
+            .iter()
+            .any(|k| v.get(*k).and_then(|x| x.as_bool()).unwrap_or(false))
+            || is_all;
         let value: String = match kind {
             "datasource" => {
                 let want = v
@@ -721,9 +833,9 @@ async fn resolve_variables(
                         .and_then(|a| a.as_str())
                         .filter(|a| !a.is_empty())
                         .map(str::to_string)
-                        .unwrap_or_else(|| regex_escape_join(&options))
+                        .unwrap_or_else(|| grafana_interpolate(&options, true))
                 } else if !current.is_empty() && !current[0].is_empty() {
-                    regex_escape_join(&current)
+                    grafana_interpolate(&current, multi_or_all)
                 } else {
                     options.first().cloned().unwrap_or_default()
                 }
@@ -761,9 +873,21 @@ async fn resolve_variables(
                 let live: Vec<String> = match (prom, parse_label_values(&q)) {
                     (Some(p), Some((matcher, label))) => {
                         let end = now();
-                        p.label_values(&label, matcher.as_deref(), end - range_s.max(3600.0), end)
+                        match p
+                            .label_values(
+                                &label,
+                                matcher.as_deref(),
+                                end - range_s.max(3600.0),
+                                end,
+                            )
                             .await
-                            .unwrap_or_default()
+                        {
+                            Ok(v) => v,
+                            Err(e) => {
+                                failed.push(format!("variable ${name}: {e}"));
+                                vec![]
+                            }
+                        }
                     }
                     _ => vec![],
                 };
@@ -782,7 +906,7 @@ async fn resolve_variables(
                             if live.is_empty() {
                                 ".*".into()
                             } else {
-                                regex_escape_join(&live)
+                                grafana_interpolate(&live, true)
                             }
                         })
                 } else if let Some(c) = current
@@ -790,7 +914,7 @@ async fn resolve_variables(
                     .filter(|c| !c.is_empty() && live.contains(c))
                 {
                     let _ = c;
-                    regex_escape_join(&current)
+                    grafana_interpolate(&current, multi_or_all)
                 } else {
                     // Grafana falls back to the first value the query returns.
                     live.first()
@@ -807,6 +931,7 @@ async fn resolve_variables(
         vars,
         shown,
         ds_vars,
+        failed,
     }
 }
 
@@ -1003,6 +1128,10 @@ pub async fn scan(
     )
     .await;
     report.variables = res.shown.clone();
+    if !res.failed.is_empty() {
+        report.problem = Some(res.failed.join("; "));
+        return report;
+    }
     let opts = ExplainOptions {
         window: Duration::from_secs_f64(range_s),
         lookback,
@@ -1067,30 +1196,38 @@ pub async fn scan(
                     format!("the data source {key:?} does not exist on this Grafana (data sources: {})", datasources.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")),
                 )),
                 DsRef::Use(ds) => {
-                    let api = g.prom(&ds);
+                    let g = g.clone();
                     let f = finding(PanelStatus::Data, String::new());
                     jobs.push(async move {
                         let mut f = f;
-                        match evaluate(&api, &f.expanded, opts.window).await {
-                            Ok((QueryResult::Data, n)) => {
+                        match g.panel_answer(&ds, &f.expanded, opts).await {
+                            (Ok((QueryResult::Data, n)), _) => {
                                 f.detail = format!("{n} series");
                             }
-                            Ok((r, _)) => {
+                            (Ok((r, _)), ex) => {
                                 f.status = if r == QueryResult::Zero { PanelStatus::Zero } else { PanelStatus::Empty };
-                                match explain(&api, &f.expanded, opts).await {
-                                    Ok(ex) => {
+                                match ex {
+                                    Some(Ok(ex)) => {
                                         f.detail = ex.root_cause.clone().unwrap_or_else(|| "no data".into());
                                         f.explanation = Some(ex);
                                     }
-                                    Err(e) => {
+                                    Some(Err(PanelError::Failed(e))) => {
                                         f.status = PanelStatus::Error;
-                                        f.detail = e.to_string().lines().next().unwrap_or("").to_string();
+                                        f.detail = e.lines().next().unwrap_or("").to_string();
                                     }
+                                    Some(Err(PanelError::NotReached)) => {
+                                        f.detail = "no data (not explained: the deadline came first)".into();
+                                    }
+                                    None => f.detail = "no data".into(),
                                 }
                             }
-                            Err(e) => {
+                            (Err(PanelError::Failed(e)), _) => {
                                 f.status = PanelStatus::Error;
-                                f.detail = e.to_string();
+                                f.detail = e;
+                            }
+                            (Err(PanelError::NotReached), _) => {
+                                f.status = PanelStatus::NotReached;
+                                f.detail = "not reached before the deadline".into();
                             }
                         }
                         f

@@ -8,7 +8,7 @@
 
 pub mod dashboard;
 
-use crate::clients::prom::{Labels, PromApi, PromError, Sample, now, scrape_interval};
+use crate::clients::prom::{Labels, PromApi, PromError, Sample, now};
 use crate::clients::{CallError, ErrorKind};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr, VectorSelector};
@@ -408,22 +408,9 @@ fn matches_op(op: &MatchOp, want: &str, have: &str) -> bool {
     }
 }
 
-/// Scrape intervals by job, from the targets (for the window-too-short rule).
+/// Scrape intervals by job (for the window-too-short rule), once per run.
 pub async fn scrape_intervals(api: &PromApi) -> Result<BTreeMap<String, Duration>, PromError> {
-    let mut out = BTreeMap::new();
-    let t = api.targets().await?;
-    for x in &t.active_targets {
-        let Some(job) = x.labels.get("job") else {
-            continue;
-        };
-        if out.contains_key(job) || x.health != "up" {
-            continue;
-        }
-        if let Some(d) = scrape_interval(api, x).await? {
-            out.insert(job.clone(), d);
-        }
-    }
-    Ok(out)
+    api.scrape_intervals().await.map(|m| (*m).clone())
 }
 
 /// Runs the query over the window and says data, zero or empty.
@@ -441,22 +428,28 @@ pub async fn evaluate(
         api.range(query, start, end, step),
         api.instant(query, Some(end))
     );
-    let series = series?;
+    Ok(classify(&series?, &at_end?))
+}
+
+/// Data, zero or empty, from a query's range over the window and its instant value now.
+fn classify(
+    series: &[crate::clients::prom::Series],
+    now_samples: &[Sample],
+) -> (QueryResult, usize) {
     let mut values: Vec<f64> = series
         .iter()
         .flat_map(|s| s.points.iter().map(|(_, v)| *v))
         .collect();
     let mut n = series.iter().filter(|s| !s.points.is_empty()).count();
-    let now_samples = at_end?;
     n = n.max(now_samples.len());
     values.extend(now_samples.iter().map(|s| s.value));
     if values.is_empty() {
-        return Ok((QueryResult::Empty, 0));
+        return (QueryResult::Empty, 0);
     }
     if values.iter().all(|v| *v == 0.0) {
-        return Ok((QueryResult::Zero, n));
+        return (QueryResult::Zero, n);
     }
-    Ok((QueryResult::Data, n))
+    (QueryResult::Data, n)
 }
 
 struct Ctx<'a> {
@@ -478,29 +471,23 @@ pub async fn explain(
     let lb_start = end - opts.lookback.as_secs_f64();
     // Prometheus's own gaps: steps of the window where not even `up` has a sample.
     let up_step = (opts.window.as_secs_f64() / 60.0).max(1.0);
-    let up_range = api.range("count(up)", end - opts.window.as_secs_f64(), end, up_step);
-    // Everything independent goes out at once: the query itself, the metric names, the
-    // scrape intervals, Prometheus's own liveness, and each selector's first questions.
-    let (result, names, intervals, up, up_now, pres) = tokio::join!(
-        evaluate(api, query, opts.window),
+    let step = (opts.window.as_secs_f64() / 120.0).max(1.0);
+    // Everything independent goes out at once: the query over the window, the metric names,
+    // the scrape intervals, Prometheus's own liveness, and in one batch the query now with each
+    // selector's first questions.
+    let (series, names, intervals, live, batch) = tokio::join!(
+        api.range(query, end - opts.window.as_secs_f64(), end, step),
         api.label_values("__name__", None, lb_start, end),
         scrape_intervals(api),
-        up_range,
-        api.instant("count(up)", Some(end)),
-        futures::future::join_all(found.iter().map(|f| prefetch(api, f, opts.window)))
+        api.liveness(opts.window),
+        prefetch_all(api, &found, opts.window, query)
     );
-    let (result, _) = result.map_err(ExplainError::Prom)?;
+    let series = series.map_err(ExplainError::Prom)?;
     let names = names.map_err(ExplainError::Prom)?;
     let intervals = intervals.map_err(ExplainError::Prom)?;
-    let up = up.map_err(ExplainError::Prom)?;
-    let up_now = up_now.map_err(ExplainError::Prom)?;
-    let pres = pres
-        .into_iter()
-        .collect::<Result<Vec<Pre>, PromError>>()
-        .map_err(ExplainError::Prom)?;
-    // The share of the window Prometheus itself was away: steps missing between its first and
-    // last `up` in the window (a Prometheus started inside the window is not "down" before
-    // that); all of it when there is no `up` at all. 0 when unknown.
+    let (up, up_now) = live.map_err(ExplainError::Prom)?;
+    let (now_samples, pres) = batch.map_err(ExplainError::Prom)?;
+    let (result, _) = classify(&series, &now_samples);
     let prometheus_gap = {
         let times: Vec<f64> = up
             .iter()
@@ -603,18 +590,11 @@ struct Pre {
     grouping: Vec<(f64, f64)>,
 }
 
-async fn prefetch(api: &PromApi, f: &Found, window: Duration) -> Result<Pre, PromError> {
+/// The first questions of a selector, as instant queries: series in the window, by job,
+/// all zero, two samples in its range, and per grouping label the shadowed and labelled counts.
+fn prefetch_queries(f: &Found, window: Duration) -> Vec<String> {
     let sel = selector_text(&f.vs);
     let w = secs(window);
-    // An empty vector is 0 (count() of nothing); a failed answer is an error, never 0.
-    let value = |r: Result<Vec<Sample>, PromError>| -> Result<f64, PromError> {
-        Ok(r?.first().map(|s| s.value).unwrap_or(0.0))
-    };
-    let count_q = format!("count(last_over_time({sel}[{w}]))");
-    let jobs_q = format!("count by (job) (last_over_time({sel}[{w}]))");
-    let enough_q = f
-        .range
-        .map(|r| format!("count(count_over_time({sel}[{}]) >= 2)", secs(r)));
     let zero_q = if matches!(
         f.func.as_deref(),
         Some("rate" | "irate" | "increase" | "delta" | "idelta" | "deriv")
@@ -623,43 +603,63 @@ async fn prefetch(api: &PromApi, f: &Found, window: Duration) -> Result<Pre, Pro
     } else {
         format!("max(abs(max_over_time({sel}[{w}])))")
     };
-    let group_qs: Vec<(String, String)> = f
-        .grouping
-        .iter()
-        .map(|g| {
-            (
-                format!(
-                    "count(last_over_time({}[{w}]))",
-                    with_label(&sel, &format!("exported_{g}"), true)
-                ),
-                format!("count(last_over_time({}[{w}]))", with_label(&sel, g, true)),
-            )
-        })
+    let mut qs = vec![
+        format!("count(last_over_time({sel}[{w}]))"),
+        format!("count by (job) (last_over_time({sel}[{w}]))"),
+        zero_q,
+        match f.range {
+            Some(r) => format!("count(count_over_time({sel}[{}]) >= 2)", secs(r)),
+            // No range: nothing to count; `vector(1)` keeps the batch's shape.
+            None => "vector(1)".to_string(),
+        },
+    ];
+    for g in &f.grouping {
+        qs.push(format!(
+            "count(last_over_time({}[{w}]))",
+            with_label(&sel, &format!("exported_{g}"), true)
+        ));
+        qs.push(format!(
+            "count(last_over_time({}[{w}]))",
+            with_label(&sel, g, true)
+        ));
+    }
+    qs
+}
+
+/// Every selector's first questions in one request (see [`PromApi::instant_batch`]).
+async fn prefetch_all(
+    api: &PromApi,
+    found: &[Found],
+    window: Duration,
+    query: &str,
+) -> Result<(Vec<Sample>, Vec<Pre>), PromError> {
+    let per: Vec<Vec<String>> = found.iter().map(|f| prefetch_queries(f, window)).collect();
+    let all: Vec<String> = std::iter::once(query.to_string())
+        .chain(per.iter().flatten().cloned())
         .collect();
-    let groups = futures::future::join_all(group_qs.iter().map(|(a, b)| async move {
-        let (x, y) = tokio::join!(api.instant(a, None), api.instant(b, None));
-        Ok::<_, PromError>((value(x)?, value(y)?))
-    }));
-    let enough = async {
-        match &enough_q {
-            Some(q) => value(api.instant(q, None).await),
-            None => Ok(1.0),
-        }
-    };
-    let (in_window, jobs, enough, z, grouping) = tokio::join!(
-        api.instant(&count_q, None),
-        api.instant(&jobs_q, None),
-        enough,
-        api.instant(&zero_q, None),
-        groups
-    );
-    Ok(Pre {
-        in_window: in_window?,
-        jobs: jobs?,
-        enough: enough?,
-        zero: z?.first().is_some_and(|s| s.value == 0.0),
-        grouping: grouping.into_iter().collect::<Result<_, _>>()?,
-    })
+    let mut answers = api.instant_batch(&all).await?.into_iter();
+    let now_samples = answers.next().unwrap_or_default();
+    let mut out = Vec::new();
+    for (f, qs) in found.iter().zip(&per) {
+        let mut mine: Vec<Vec<Sample>> = answers.by_ref().take(qs.len()).collect();
+        // An empty vector is 0 (count() of nothing).
+        let value = |v: &Vec<Sample>| v.first().map(|s| s.value).unwrap_or(0.0);
+        let grouping = (0..f.grouping.len())
+            .map(|i| (value(&mine[4 + 2 * i]), value(&mine[5 + 2 * i])))
+            .collect();
+        let enough = value(&mine[3]);
+        let zero = mine[2].first().is_some_and(|s| s.value == 0.0);
+        let jobs = std::mem::take(&mut mine[1]);
+        let in_window = std::mem::take(&mut mine[0]);
+        out.push(Pre {
+            in_window,
+            jobs,
+            enough,
+            zero,
+            grouping,
+        });
+    }
+    Ok((now_samples, out))
 }
 
 async fn diagnose(

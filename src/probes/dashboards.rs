@@ -42,9 +42,8 @@ impl Dashboards {
 
 #[async_trait::async_trait]
 impl Probe for Dashboards {
-    fn eager(&self) -> bool {
-        true
-    }
+    // Not eager: the scan starts only once the checks it needs have passed, so its many
+    // queries never compete with the guide's chain.
 
     async fn run(&self, cx: &CheckCtx) -> Outcome {
         let session = cx.facts.wait::<GrafanaSession>().await;
@@ -195,12 +194,39 @@ impl Probe for Dashboards {
             .evidence("not_read", &unread)
             .evidence("queries_failed", &failed);
         }
+        // Partial results: what the deadline left unasked is counted, not guessed.
+        let not_reached: usize = reports
+            .iter()
+            .map(|r| {
+                r.panels
+                    .iter()
+                    .filter(|p| p.status == PanelStatus::NotReached)
+                    .count()
+            })
+            .sum();
+        let partial = if not_reached > 0 {
+            format!(
+                "; {not_reached} of {total} panel queries not reached within --timeout {} (run `msa-doctor explain --all-dashboards` for all)",
+                humantime::format_duration(cx.timeout)
+            )
+        } else {
+            String::new()
+        };
         if empty.is_empty() {
-            return Outcome::pass(format!(
-                "{} dashboards, {total} panel queries, all with data",
-                reports.len()
-            ))
-            .evidence("dashboards", summary);
+            let o = if not_reached > 0 {
+                Outcome::warn(format!(
+                    "{} dashboards: the panel queries asked have data{partial}",
+                    reports.len()
+                ))
+            } else {
+                Outcome::pass(format!(
+                    "{} dashboards, {total} panel queries, all with data",
+                    reports.len()
+                ))
+            };
+            return o
+                .evidence("dashboards", summary)
+                .evidence("not_reached", not_reached);
         }
         let more = remedies.len().saturating_sub(6);
         remedies.truncate(6);
@@ -211,7 +237,7 @@ impl Probe for Dashboards {
         }
         let n_empty: usize = reports.iter().map(|r| r.empty_panels().count()).sum();
         Outcome::fail(format!(
-            "{n_empty} of {total} panel queries show no data: {}",
+            "{n_empty} of {total} panel queries show no data: {}{partial}",
             empty.join(" | ")
         ))
         .evidence("dashboards", summary)

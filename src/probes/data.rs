@@ -49,16 +49,16 @@ impl Probe for Traffic {
         let new_q = format!(
             "count by ({by}) (last_over_time(http_server_requests_seconds_count[{w}]) unless http_server_requests_seconds_count offset {w})"
         );
-        let (exist, incr, born) = tokio::join!(
-            api.instant(&exist_q, None),
-            api.instant(&incr_q, None),
-            api.instant(&new_q, None)
-        );
-        // Each answer is needed: a failed one is never read as "no traffic".
-        let (exist, incr, born) = match (exist, incr, born) {
-            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return call_failed(cx, &e),
+        // One request; each answer is needed: a failed one is never read as "no traffic".
+        let mut answers = match api.instant_batch(&[exist_q, incr_q, new_q]).await {
+            Ok(a) => a.into_iter(),
+            Err(e) => return call_failed(cx, &e),
         };
+        let (exist, incr, born) = (
+            answers.next().unwrap_or_default(),
+            answers.next().unwrap_or_default(),
+            answers.next().unwrap_or_default(),
+        );
         let services = &cx.settings.services;
         let (exist_by, incr_by, born_by) = (
             samples_by_service(&exist, services),
@@ -265,19 +265,17 @@ impl Probe for TimeRange {
                 .filter_map(|t| prom_duration(&t.scrape_interval))
                 .max();
             if interval.is_none() {
-                // Young targets may have a single sample yet: ask about each, keep the longest.
-                let found = futures::future::join_all(
-                    mine.iter().map(|t| super::prom::scrape_interval(&api, t)),
-                )
-                .await;
-                let mut known = Vec::new();
-                for f in found {
-                    match f {
-                        Ok(d) => known.extend(d),
-                        Err(e) => return call_failed(cx, &e),
-                    }
-                }
-                interval = known.into_iter().max();
+                // No interval in the targets API (VictoriaMetrics): the jobs' measured ones,
+                // asked once per run.
+                let by_job = match api.scrape_intervals().await {
+                    Ok(m) => m,
+                    Err(e) => return call_failed(cx, &e),
+                };
+                interval = mine
+                    .iter()
+                    .filter_map(|t| t.labels.get("job").and_then(|j| by_job.get(j)))
+                    .max()
+                    .copied();
             }
             if let Some(iv) = interval {
                 o_evidence.insert("scrape_interval".into(), json!(window_str(iv)));

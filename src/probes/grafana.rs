@@ -220,7 +220,7 @@ async fn refused_with_cluster(cx: &CheckCtx, health_url: &str, port: u16) -> Out
     )) else {
         return base.remedy(default_remedy);
     };
-    match tokio::time::timeout(budget, kubeprobe::grafana_service(&client, &ns)).await {
+    match tokio::time::timeout(budget, kubeprobe::grafana_service(&client, &ns, budget)).await {
         Ok(Ok(info)) => {
             let svc = &info.name;
             let remote = info.port.unwrap_or(3000);
@@ -304,28 +304,21 @@ fn password_remedy(ns: &str, defaulted: bool, secret: &str, deploy: &str) -> Str
 /// Deployment that runs Grafana, when the cluster answers: charts name them after the release
 /// (`kube-prometheus-stack-grafana`). Only names are read back, never a value.
 async fn grafana_secret(cx: &CheckCtx) -> (String, String) {
-    use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::Secret;
-    use kube::api::{Api, ListParams};
     let fallback = ("grafana".to_string(), "grafana".to_string());
     let budget = (cx.timeout / 3).min(Duration::from_secs(2));
     let Ok(Ok(client)) = tokio::time::timeout(budget, cx.kube()).await else {
         return fallback;
     };
     let ns = &cx.settings.monitoring_namespace;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let deploys: Api<Deployment> = Api::namespaced(client, ns);
-    let lp = ListParams::default();
     let (s, d) = tokio::join!(
-        tokio::time::timeout(budget, secrets.list(&lp)),
-        tokio::time::timeout(budget, deploys.list(&lp))
+        crate::clients::kube::list_in::<Secret>(&client, ns, budget),
+        cx.clients.kube_memo.deployments(&client, ns, budget)
     );
     let secret = s
         .ok()
-        .and_then(|r| r.ok())
         .and_then(|l| {
-            l.items
-                .into_iter()
+            l.into_iter()
                 .find(|x| {
                     x.data
                         .as_ref()
@@ -336,11 +329,9 @@ async fn grafana_secret(cx: &CheckCtx) -> (String, String) {
         .unwrap_or(fallback.0);
     let deploy = d
         .ok()
-        .and_then(|r| r.ok())
         .and_then(|l| {
-            l.items
-                .into_iter()
-                .filter_map(|x| x.metadata.name)
+            l.iter()
+                .filter_map(|x| x.metadata.name.clone())
                 .find(|n| n.contains("grafana") && !n.contains("operator"))
         })
         .unwrap_or(fallback.1);
@@ -533,7 +524,12 @@ async fn prometheus_service_url(cx: &CheckCtx) -> String {
     let Ok(Ok(client)) = tokio::time::timeout(budget, cx.kube()).await else {
         return fallback;
     };
-    match tokio::time::timeout(budget, kubeprobe::prometheus_service(&client, ns)).await {
+    match tokio::time::timeout(
+        budget,
+        kubeprobe::prometheus_service(&cx.clients.kube_memo, &client, ns, budget),
+    )
+    .await
+    {
         Ok(Some(u)) => u,
         _ => fallback,
     }

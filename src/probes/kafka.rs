@@ -118,20 +118,25 @@ impl Probe for ExporterCheck {
             .timeout
             .saturating_sub(Duration::from_millis(300))
             .max(Duration::from_millis(100));
-        let (brokers, lag, partitions, pods) = tokio::join!(
-            api.instant("max(kafka_brokers)", None),
-            api.instant(
-                "count by (topic, consumergroup) (kafka_consumergroup_lag)",
-                None
-            ),
-            api.instant("count by (topic) (kafka_topic_partitions)", None),
+        let queries = [
+            "max(kafka_brokers)".to_string(),
+            "count by (topic, consumergroup) (kafka_consumergroup_lag)".to_string(),
+            "count by (topic) (kafka_topic_partitions)".to_string(),
+        ];
+        let (answers, pods) = tokio::join!(
+            api.instant_batch(&queries),
             tokio::time::timeout(budget, exporter_pods(cx))
         );
-        // Every answer is needed: a failed one is never read as "no topic" or "no lag".
-        let (brokers, lag, partitions) = match (brokers, lag, partitions) {
-            (Ok(a), Ok(b), Ok(c)) => (a.first().map(|s| s.value), b, c),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return call_failed(cx, &e),
+        // One request; every answer is needed: a failed one is never read as "no topic".
+        let mut answers = match answers {
+            Ok(a) => a.into_iter(),
+            Err(e) => return call_failed(cx, &e),
         };
+        let (brokers, lag, partitions) = (
+            answers.next().unwrap_or_default().first().map(|s| s.value),
+            answers.next().unwrap_or_default(),
+            answers.next().unwrap_or_default(),
+        );
         let pods = pods.ok().flatten();
         let topics: BTreeSet<String> = partitions
             .into_iter()

@@ -4,10 +4,10 @@
 //! Prometheus's Services, pods by Deployment).
 
 use super::BuildError;
+use crate::clients::kube as kc;
 use crate::engine::{CheckCtx, KubeUnavailable, Outcome, Probe};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, PodTemplateSpec, Service};
-use kube::api::{Api, ListParams};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -67,9 +67,9 @@ pub enum ServiceLookup {
 pub async fn grafana_service(
     client: &kube::Client,
     ns: &str,
+    timeout: Duration,
 ) -> Result<ServiceInfo, ServiceLookup> {
-    let svcs: Api<Service> = Api::namespaced(client.clone(), ns);
-    match svcs.get_opt("grafana").await {
+    match kc::get_in::<Service>(client, ns, "grafana", timeout).await {
         Ok(Some(svc)) => {
             let port = svc
                 .spec
@@ -77,8 +77,7 @@ pub async fn grafana_service(
                 .and_then(|s| s.ports.as_ref())
                 .and_then(|p| p.first())
                 .map(|p| p.port);
-            let eps: Api<Endpoints> = Api::namespaced(client.clone(), ns);
-            let ready = match eps.get_opt("grafana").await {
+            let ready = match kc::get_in::<Endpoints>(client, ns, "grafana", timeout).await {
                 Ok(Some(ep)) => ep
                     .subsets
                     .unwrap_or_default()
@@ -94,10 +93,8 @@ pub async fn grafana_service(
             })
         }
         Ok(None) => {
-            let all: Api<Service> = Api::all(client.clone());
-            let others = match all.list(&ListParams::default()).await {
+            let others = match kc::list_all::<Service>(client, timeout).await {
                 Ok(list) => list
-                    .items
                     .into_iter()
                     .filter_map(|s| {
                         let name = s.metadata.name.clone()?;
@@ -112,17 +109,21 @@ pub async fn grafana_service(
             };
             Err(ServiceLookup::Missing { others })
         }
-        Err(e) => Err(ServiceLookup::Api(describe(&e).1)),
+        Err(e) => Err(ServiceLookup::Api(e.to_string())),
     }
 }
 
 /// The in-cluster URL of a Prometheus Service in `ns` (a name with "prometheus", port 9090
 /// or 80), when there is one.
-pub async fn prometheus_service(client: &kube::Client, ns: &str) -> Option<String> {
-    let svcs: Api<Service> = Api::namespaced(client.clone(), ns);
-    let list = svcs.list(&ListParams::default()).await.ok()?;
+pub async fn prometheus_service(
+    memo: &crate::clients::KubeMemo,
+    client: &kube::Client,
+    ns: &str,
+    timeout: Duration,
+) -> Option<String> {
+    let list = memo.services(client, ns, timeout).await.ok()?;
     let mut best: Option<(i32, String)> = None;
-    for s in list.items {
+    for s in list.iter() {
         let Some(name) = s.metadata.name.clone() else {
             continue;
         };
@@ -191,10 +192,14 @@ impl Probe for Reachable {
             Err(u) => return unavailable(&u),
         };
         let ns = &cx.settings.namespace;
-        let version = match client.apiserver_version().await {
+        let version = match kc::version(&client, cx.remaining()).await {
             Ok(v) => v,
             Err(e) => {
-                let (code, text) = describe(&e);
+                let code = match &e.kind {
+                    crate::clients::ErrorKind::Forbidden(_) => Some(401),
+                    _ => None,
+                };
+                let text = e.reason();
                 return match code {
                     Some(401) => Outcome::fail(format!("the cluster refused the credentials of the kubeconfig: {text}"))
                         .remedy("# EKS credentials expire; refresh them:\naws sts get-caller-identity\naws eks update-kubeconfig --name <cluster> --region <region>"),
@@ -203,8 +208,8 @@ impl Probe for Reachable {
                 };
             }
         };
-        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-        let exists = match namespaces.get_opt(ns).await {
+        use k8s_openapi::api::core::v1::Namespace;
+        let exists = match kc::get_cluster::<Namespace>(&client, ns, cx.remaining()).await {
             Ok(Some(_)) => Some(true),
             Ok(None) => Some(false),
             Err(_) => None, // may not read namespaces; the next checks will tell
@@ -215,15 +220,9 @@ impl Probe for Reachable {
             .unwrap_or_else(|| "in-cluster".into());
         match exists {
             Some(false) => {
-                let names: Vec<String> = namespaces
-                    .list(&ListParams::default())
+                let names: Vec<String> = kc::list_all::<Namespace>(&client, cx.remaining())
                     .await
-                    .map(|l| {
-                        l.items
-                            .into_iter()
-                            .filter_map(|n| n.metadata.name)
-                            .collect()
-                    })
+                    .map(|l| l.into_iter().filter_map(|n| n.metadata.name).collect())
                     .unwrap_or_default();
                 Outcome::fail(format!("the cluster has no namespace {ns:?} (context {context})"))
                     .evidence("namespaces", &names)
@@ -446,13 +445,14 @@ pub fn levenshtein(a: &str, b: &str) -> usize {
 /// Whether the Prometheus operator's CRDs are served (annotations are then ignored), and the
 /// labels its Prometheus selects ServiceMonitors by.
 async fn operator(client: &kube::Client) -> Option<BTreeMap<String, String>> {
-    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    use kube::api::{ApiResource, GroupVersionKind};
     let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "Prometheus");
     let ar = ApiResource::from_gvk_with_plural(&gvk, "prometheuses");
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-    let list = api.list(&ListParams::default()).await.ok()?;
+    let list = kc::list_dynamic(client, &ar, Duration::from_secs(2))
+        .await
+        .ok()?;
     let mut labels = BTreeMap::new();
-    for p in list.items {
+    for p in list {
         if let Some(sel) = p
             .data
             .pointer("/spec/serviceMonitorSelector/matchLabels")
@@ -479,7 +479,7 @@ struct Monitor {
 }
 
 async fn monitors(client: &kube::Client) -> Vec<Monitor> {
-    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    use kube::api::{ApiResource, GroupVersionKind};
     let mut out = Vec::new();
     for (kind, plural) in [
         ("ServiceMonitor", "servicemonitors"),
@@ -487,11 +487,10 @@ async fn monitors(client: &kube::Client) -> Vec<Monitor> {
     ] {
         let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", kind);
         let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        let Ok(list) = api.list(&ListParams::default()).await else {
+        let Ok(list) = kc::list_dynamic(client, &ar, Duration::from_secs(3)).await else {
             continue;
         };
-        for m in list.items {
+        for m in list {
             let own_ns = m.metadata.namespace.clone().unwrap_or_default();
             let match_labels = m
                 .data
@@ -602,31 +601,49 @@ impl Probe for ScrapeAnnotations {
             Err(u) => return unavailable(&u),
         };
         let ns = cx.settings.namespace.clone();
-        let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-        let lp = ListParams::default();
+        let memo = &cx.clients.kube_memo;
         let (list, op) = tokio::join!(
-            deploys.list(&lp),
+            memo.deployments(&client, &ns, cx.remaining()),
             tokio::time::timeout(Duration::from_secs(2).min(cx.timeout), operator(&client))
         );
-        let list = match list {
-            Ok(l) => l.items,
+        let list: Vec<Deployment> = match list {
+            Ok(l) => l.to_vec(),
             Err(e) => {
-                let (code, text) = describe(&e);
-                if code == Some(403) {
-                    return Outcome::error(format!("no permission to list Deployments in {ns}: {text}")).remedy(format!(
-                        "# grant read access to the user msa-doctor runs as:\nkubectl create role msa-doctor-read -n {ns} --verb=get,list,watch --resource=deployments,pods,services,endpoints\nkubectl create rolebinding msa-doctor-read -n {ns} --role=msa-doctor-read --user=<your user>\n# or check yours:\nkubectl auth can-i list deployments -n {ns}"
+                if let crate::clients::ErrorKind::Forbidden(why) = &e.kind {
+                    // Bind the role to the subject the API server named.
+                    let subject = why
+                        .split("User \"")
+                        .nth(1)
+                        .and_then(|r| r.split('"').next())
+                        .map(|u| match u.strip_prefix("system:serviceaccount:") {
+                            Some(sa) => format!("--serviceaccount={sa}"),
+                            None => format!("--user={}", crate::probes::shell_quote(u)),
+                        })
+                        .unwrap_or_else(|| "--user=\"$(kubectl auth whoami -o jsonpath='{.status.userInfo.username}')\"".into());
+                    return Outcome::error(format!(
+                        "no permission to list Deployments in {ns}: {}",
+                        e.reason()
+                    ))
+                    .remedy(format!(
+                        "# grant read access to what msa-doctor reads, to the subject the API server named:\nkubectl create role msa-doctor-read -n {ns} --verb=get,list,watch --resource=deployments,statefulsets,pods,services,endpoints\nkubectl create rolebinding msa-doctor-read -n {ns} --role=msa-doctor-read {subject}\n# check:\nkubectl auth can-i list deployments -n {ns} {as_}",
+                        as_ = subject.replace("--serviceaccount=", "--as=system:serviceaccount:").replace("--user=", "--as=")
                     ));
                 }
-                return Outcome::error(format!("cannot list Deployments in {ns}: {text}"));
+                return Outcome::error(e.to_string());
             }
         };
         let operator_labels = op.ok().flatten();
         // With the Prometheus operator, annotations are ignored: ServiceMonitors and
         // PodMonitors decide.
         let (monitors, services) = if operator_labels.is_some() {
-            let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
-            let (m, s) = tokio::join!(monitors(&client), svcs.list(&lp));
-            (m, s.map(|l| l.items).unwrap_or_default())
+            let (m, s) = tokio::join!(
+                monitors(&client),
+                memo.services(&client, &ns, cx.remaining())
+            );
+            match s {
+                Ok(s) => (m, s.to_vec()),
+                Err(e) => return Outcome::error(e.to_string()),
+            }
         } else {
             (vec![], vec![])
         };

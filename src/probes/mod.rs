@@ -99,3 +99,16 @@ pub fn cut(s: &str, max: usize) -> String {
     }
     format!("{}… ({} more bytes)", &s[..end], s.len() - end)
 }
+
+/// Quotes a word for bash when it holds anything but letters, digits and `-_.:/@=`.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@=".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
