@@ -13,8 +13,11 @@
 #     traffic is not counted);
 #   - the verdicts: failing checks and whether each names the broken Deployment, checks that
 #     ended `error`, the three slowest checks (duration_ms of --output json);
-# then whether the verdicts were the same in every run, and the growth from the first size to
-# the last (pods grow 10x from 200 to 2000).
+#   - CPU seconds of msa-doctor, of the stack's process and of its database during the run;
+# then whether the verdicts were the same in every run, the requests by route, and the growth
+# from the first size to the last (pods grow 10x from 200 to 2000). Everything twice: the
+# whole checklist, and without the dashboard scan (--skip grafana.dashboards), to split the
+# cost of the guide's chain from the scan's.
 # Targets (issue 8): the whole checklist under 2 s and 150 MB peak at 2,000 Deployments,
 # cost linear in pods, the same verdicts in 5 runs out of 5, the broken one named, no other
 # failure.
@@ -87,22 +90,32 @@ for N in $SIZES; do
     # its database, to see what the run's wall time is spent on.
     db_pid=$(pgrep -P "$stack_pid" | head -1)
     cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
-    for r in $(seq 1 "$RUNS"); do
-      s0=$(cpu "$stack_pid")
-      v0=$(cpu "$db_pid")
-      g0=$(total "$grafana")
-      k0=$(total "$kube")
-      /usr/bin/time -v -o "$d/time-$r" "$BIN" check --color never --services "$services" --output json \
-        >"$d/run-$r.json" 2>"$d/stderr-$r" || true
-      g1=$(total "$grafana")
-      k1=$(total "$kube")
-      echo "$r $((g1 - g0)) $((k1 - k0)) $(echo "$(cpu "$stack_pid") - $s0" | bc -l) $(echo "$(cpu "$db_pid") - $v0" | bc -l)" >>"$d/requests"
-    done
-    curl -fsS "$grafana/_sandbox/requests" >"$d/grafana-requests.json"
-    curl -fsS "$kube/_sandbox/requests" >"$d/kube-requests.json"
-    python3 - "$d" "$N" "$RUNS" "$broken" <<'EOF'
+    # Runs the checklist RUNS times against the stack with these extra arguments and prints
+    # the figures. $1: variant id, $2: label.
+    measure() {
+      local variant=$1 label=$2
+      shift 2
+      local v="$d/$variant"
+      mkdir -p "$v"
+      curl -fsS "$grafana/_sandbox/requests" >"$v/grafana-requests-before.json"
+      curl -fsS "$kube/_sandbox/requests" >"$v/kube-requests-before.json"
+      for r in $(seq 1 "$RUNS"); do
+        s0=$(cpu "$stack_pid")
+        v0=$(cpu "$db_pid")
+        g0=$(total "$grafana")
+        k0=$(total "$kube")
+        /usr/bin/time -v -o "$v/time-$r" "$BIN" check --color never --services "$services" --output json "$@" \
+          >"$v/run-$r.json" 2>"$v/stderr-$r" || true
+        g1=$(total "$grafana")
+        k1=$(total "$kube")
+        echo "$r $((g1 - g0)) $((k1 - k0)) $(echo "$(cpu "$stack_pid") - $s0" | bc -l) $(echo "$(cpu "$db_pid") - $v0" | bc -l)" >>"$v/requests"
+      done
+      curl -fsS "$grafana/_sandbox/requests" >"$v/grafana-requests.json"
+      curl -fsS "$kube/_sandbox/requests" >"$v/kube-requests.json"
+      python3 - "$v" "$N" "$RUNS" "$broken" "$label" "$work/summary-$variant" <<'EOF'
 import json, re, sys
-d, n, runs, broken = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+d, n, runs, broken, label, summary = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+print(f"  {label}")
 reqs, cpus = {}, {}
 for line in open(f"{d}/requests"):
     r, g, k, sc, dbc = line.split()
@@ -148,22 +161,30 @@ for c in (json.load(open(f"{d}/run-1.json"))["checks"] if verdicts[0] else []):
     if c["status"] in ("fail", "error"):
         print(f"  run 1 {c['id']} {c['status']}: {(c.get('message') or '')[:300]}")
 for server in ("grafana", "kube"):
-    by = json.load(open(f"{d}/{server}-requests.json"))["by"]
-    top = sorted(by.items(), key=lambda kv: -kv[1])[:6]
-    print(f"  {server} requests over all {runs} runs (and the stack's warm-up), by route: " + ", ".join(f"{k} {v}" for k, v in top))
-with open(f"{d}/../summary", "a") as f:
+    before = json.load(open(f"{d}/{server}-requests-before.json"))["by"]
+    by = {k: v - before.get(k, 0) for k, v in json.load(open(f"{d}/{server}-requests.json"))["by"].items()}
+    top = sorted(((k, v) for k, v in by.items() if v), key=lambda kv: -kv[1])[:8]
+    print(f"  {server} requests per run, by route: " + ", ".join(f"{k} {v / runs:g}" for k, v in top))
+with open(summary, "a") as f:
     f.write(f"{n} {walls[len(walls)//2]} {max(x[2] for x in rows)} {sum(g for _, _, _, (g, _), _ in rows)/runs} {sum(k for _, _, _, (_, k), _ in rows)/runs}\n")
 EOF
+    }
+    measure full "the whole checklist (the dashboard scan included):"
+    measure noscan "the checklist without the dashboard scan (--skip grafana.dashboards):" --skip grafana.dashboards
   )
   stop_stack
 done
 
-python3 - "$work/summary" <<'EOF'
+for variant in full noscan; do
+  [ -s "$work/summary-$variant" ] || continue
+  python3 - "$work/summary-$variant" "$variant" <<'EOF'
 import sys
 rows = [l.split() for l in open(sys.argv[1])]
 if len(rows) >= 2:
     (n0, w0, r0, g0, k0), (n1, w1, r1, g1, k1) = rows[0], rows[-1]
     f = lambda a, b: f"{float(b) / float(a):.1f}x" if float(a) else "-"
-    print(f"\nfrom N={n0} to N={n1} (pods x{int(n1) // int(n0)}): median wall {f(w0, w1)}, peak RSS {f(r0, r1)}, "
+    what = "whole checklist" if sys.argv[2] == "full" else "without the dashboard scan"
+    print(f"\n{what}, from N={n0} to N={n1} (pods x{int(n1) // int(n0)}): median wall {f(w0, w1)}, peak RSS {f(r0, r1)}, "
           f"Grafana requests {f(g0, g1)}, Kubernetes requests {f(k0, k1)}")
 EOF
+done

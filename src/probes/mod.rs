@@ -103,8 +103,7 @@ pub fn cut(s: &str, max: usize) -> String {
 /// Quotes a word for bash when it holds anything but letters, digits and `-_.:/@=`.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.:/@=".contains(c))
     {
         s.to_string()

@@ -515,7 +515,15 @@ fn route_key(method: &str, path: &str) -> String {
         | ["api", "datasources", "proxy", _, rest @ ..] => {
             format!("{method} proxy /{}", rest.join("/"))
         }
-        _ => format!("{method} /{}", segs[..segs.len().min(4)].join("/")),
+        ["api", "dashboards", "uid", _] => format!("{method} /api/dashboards/uid/*"),
+        _ => {
+            // Kubernetes: up to the resource of a namespace (`.../namespaces/NS/pods`).
+            let keep = match segs.iter().position(|s| *s == "namespaces") {
+                Some(p) if segs.len() > p + 2 => p + 3,
+                _ => segs.len().min(4),
+            };
+            format!("{method} /{}", segs[..keep].join("/"))
+        }
     }
 }
 
@@ -647,7 +655,10 @@ mod tests {
     #[test]
     fn requests_are_keyed_by_route() {
         assert_eq!(
-            route_key("GET", "/api/datasources/proxy/uid/prometheus/api/v1/targets"),
+            route_key(
+                "GET",
+                "/api/datasources/proxy/uid/prometheus/api/v1/targets"
+            ),
             "GET proxy /api/v1/targets"
         );
         assert_eq!(
@@ -656,7 +667,19 @@ mod tests {
         );
         assert_eq!(
             route_key("GET", "/api/v1/namespaces/metacoding/pods/x"),
+            "GET /api/v1/namespaces/metacoding/pods"
+        );
+        assert_eq!(
+            route_key("GET", "/apis/apps/v1/namespaces/metacoding/deployments"),
+            "GET /apis/apps/v1/namespaces/metacoding/deployments"
+        );
+        assert_eq!(
+            route_key("GET", "/api/v1/namespaces/metacoding"),
             "GET /api/v1/namespaces/metacoding"
+        );
+        assert_eq!(
+            route_key("GET", "/api/dashboards/uid/scale-007"),
+            "GET /api/dashboards/uid/*"
         );
     }
 
