@@ -557,7 +557,10 @@ pub async fn count_kube(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    // VictoriaMetrics' Kubernetes discovery sends Go's default agent; msa-doctor's kube
+    // client sends none.
     let database = agent.starts_with("vm_promscrape")
+        || agent.starts_with("Go-http-client")
         || agent.starts_with("Prometheus")
         || agent.contains("VictoriaMetrics");
     let watch = req
@@ -565,7 +568,13 @@ pub async fn count_kube(
         .query()
         .is_some_and(|q| q.split('&').any(|p| p == "watch=1" || p == "watch=true"));
     if !path.starts_with("/_sd/") && !database && !watch {
-        counter.count(route_key(req.method().as_str(), path));
+        // The client's name too, so that a stray client shows in the breakdown.
+        let client = agent.split(['/', ' ']).next().unwrap_or_default();
+        counter.count(format!(
+            "{} ({})",
+            route_key(req.method().as_str(), path),
+            if client.is_empty() { "-" } else { client }
+        ));
     }
     next.run(req).await
 }
