@@ -302,6 +302,7 @@ fn the_generated_configs_are_valid() {
             app_namespace: "metacoding".into(),
             cadvisor_targets: cadvisor,
             pod_ip_prefix: [127, 0, 1],
+            pods_scrape_interval: None,
         });
         let path = dir.path().join(format!("config-{i}.yml"));
         std::fs::write(&path, &text).unwrap();

@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use super::faults::{Fault, FaultSet};
 use super::kube_api;
 use super::pods::{self, ContainerPlan, PodPlan, PodRole, Workloads, lock};
+use super::scale::{self, RequestCounter, Scale};
 
 /// What the cluster is made of.
 #[derive(Clone, Debug)]
@@ -39,6 +40,8 @@ pub struct ClusterOptions {
     pub faults: FaultSet,
     /// Grafana's port on 127.0.0.1, where `svc/grafana`'s Endpoints point.
     pub grafana_port: u16,
+    /// Generated Deployments added for the scale benchmark (`None`: the guide's cluster only).
+    pub scale: Option<Scale>,
 }
 
 impl ClusterOptions {
@@ -49,6 +52,7 @@ impl ClusterOptions {
             monitoring_namespace: "monitoring".into(),
             faults,
             grafana_port,
+            scale: None,
         }
     }
 }
@@ -1041,6 +1045,23 @@ impl ClusterSim {
         for (kind, obj) in model.objects {
             store.upsert(kind, obj);
         }
+        // The scale fixture: generated Deployments whose pods one server answers for.
+        let kube_requests = opts.scale.map(|_| Arc::new(RequestCounter::default()));
+        if let Some(sc) = opts.scale {
+            let listener = match TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = shutdown.send(true);
+                    return Err(e);
+                }
+            };
+            let port = listener.local_addr()?.port();
+            let node_ip = Ipv4Addr::new(prefix[0], prefix[1], prefix[2], 254);
+            for (kind, obj) in scale::objects(sc, &opts.app_namespace, NODE, node_ip, port, now) {
+                store.upsert(kind, obj);
+            }
+            tasks.push(scale::serve(listener, sc, shutdown_rx.clone()));
+        }
         let api_listener = match TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await {
             Ok(l) => l,
             Err(e) => {
@@ -1060,12 +1081,14 @@ impl ClusterSim {
             shutdown: shutdown_rx.clone(),
             server_address: api_addr.to_string(),
         };
-        tasks.push(pods::serve(
-            api_listener,
-            kube_api::router(Arc::new(api)),
-            shutdown_rx,
-            latency,
-        ));
+        let mut api_router = kube_api::router(Arc::new(api));
+        if let Some(counter) = &kube_requests {
+            api_router = api_router.layer(axum::middleware::from_fn_with_state(
+                counter.clone(),
+                scale::count_kube,
+            ));
+        }
+        tasks.push(pods::serve(api_listener, api_router, shutdown_rx, latency));
 
         let mut sim = ClusterSim {
             sd_pods_url: format!("{kube_url}/_sd/pods"),

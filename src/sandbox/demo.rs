@@ -148,8 +148,28 @@ pub async fn run(args: DemoArgs) -> Result<i32, ConfigError> {
     );
     // Let the panels' data warm up (two samples for rate(), a first order), so the report
     // shows the faults and not a cold start.
+    // The scale fixture's pods are scraped every 10 s, and thousands of first scrapes take longer.
+    let warm_up = match stack.scale {
+        Some(sc) => {
+            say!(
+                "scale fixture ({}): {} generated Deployments, {} pods, {} dashboards of {} panels; broken: {}; request counts at {}{} and {}{}",
+                crate::sandbox::scale::ENV,
+                sc.deployments,
+                sc.pods(),
+                crate::sandbox::scale::DASHBOARDS,
+                crate::sandbox::scale::PANELS,
+                crate::sandbox::scale::broken_name(sc),
+                stack.grafana_url,
+                crate::sandbox::scale::REQUESTS_PATH,
+                stack.kube_url,
+                crate::sandbox::scale::REQUESTS_PATH
+            );
+            WARM_UP * 6
+        }
+        None => WARM_UP,
+    };
     let warm = tokio::select! {
-        w = crate::sandbox::warm::wait_for_data(&stack, WARM_UP) => w,
+        w = crate::sandbox::warm::wait_for_data(&stack, warm_up) => w,
         sig = interrupted() => {
             stack.shutdown().await;
             say!("msa-doctor: {sig}: the practice stack is stopped");

@@ -92,6 +92,8 @@ pub struct GrafanaOptions {
     /// How long the data source calls (health check, proxy, queries) may take; real Grafana
     /// uses 30 s for the proxy and 60 s for queries.
     pub upstream_timeout: Duration,
+    /// Count requests and serve the counts at `/_sandbox/requests` (the scale benchmark's).
+    pub count_requests: bool,
 }
 
 impl Default for GrafanaOptions {
@@ -103,6 +105,7 @@ impl Default for GrafanaOptions {
             extra_dashboards: Vec::new(),
             scrape_interval: None,
             upstream_timeout: Duration::from_secs(10),
+            count_requests: false,
         }
     }
 }
@@ -116,6 +119,7 @@ impl fmt::Debug for GrafanaOptions {
             .field("extra_dashboards", &self.extra_dashboards.len())
             .field("scrape_interval", &self.scrape_interval)
             .field("upstream_timeout", &self.upstream_timeout)
+            .field("count_requests", &self.count_requests)
             .finish()
     }
 }
@@ -182,6 +186,14 @@ impl GrafanaSim {
             } else {
                 let shared = Arc::new(Shared::new(&opts, sa_token.clone())?);
                 Router::new().fallback(grafana_entry).with_state(shared)
+            };
+            let router = if opts.count_requests {
+                router.layer(axum::middleware::from_fn_with_state(
+                    Arc::new(crate::sandbox::scale::RequestCounter::default()),
+                    crate::sandbox::scale::count_grafana,
+                ))
+            } else {
+                router
             };
             tokio::spawn(async move {
                 let _ = axum::serve(listener, router)

@@ -9,5 +9,6 @@ pub mod hygiene;
 pub mod kube_api;
 pub mod pods;
 pub mod prom;
+pub mod scale;
 pub mod stack;
 pub mod warm;

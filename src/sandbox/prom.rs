@@ -100,6 +100,9 @@ pub struct TsdbOptions {
     pub cadvisor_targets: Vec<String>,
     /// The first three bytes of the emulated pod IPs (for stale samples of pods SD does not list).
     pub pod_ip_prefix: [u8; 3],
+    /// The `kubernetes-pods` job's own scrape interval (the scale fixture's); `None` keeps the
+    /// global 1 s.
+    pub pods_scrape_interval: Option<std::time::Duration>,
 }
 
 /// A running Prometheus or VictoriaMetrics. Dropping it kills the process and removes its
@@ -286,6 +289,13 @@ pub fn scrape_config(opts: &TsdbOptions) -> String {
     let _ = writeln!(y, "    honor_labels: {honor}");
     if faults.has(Fault::SlowScrape) {
         y.push_str("    scrape_interval: 30s\n    scrape_timeout: 10s\n");
+    } else if let Some(every) = opts.pods_scrape_interval {
+        let secs = every.as_secs().max(1);
+        let _ = writeln!(
+            y,
+            "    scrape_interval: {secs}s\n    scrape_timeout: {}s",
+            (secs / 2).max(1)
+        );
     }
     match opts.backend {
         Backend::Prometheus => {
@@ -1172,6 +1182,7 @@ mod tests {
             app_namespace: "metacoding".into(),
             cadvisor_targets: vec!["127.0.3.1:10250".into()],
             pod_ip_prefix: [127, 0, 1],
+            pods_scrape_interval: None,
         }
     }
 

@@ -8,6 +8,7 @@ use crate::sandbox::cluster::{ClusterOptions, ClusterSim, ResourceKind};
 use crate::sandbox::faults::{Fault, FaultSet};
 use crate::sandbox::grafana::{GrafanaOptions, GrafanaSim};
 use crate::sandbox::prom::{PromError, Tsdb, TsdbOptions};
+use crate::sandbox::scale::{self, Scale};
 use crate::settings::{GrafanaAuth, Secret, Settings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -83,6 +84,8 @@ pub struct Stack {
     pub prometheus_pid: u32,
     /// The database's configuration file.
     pub prometheus_config: PathBuf,
+    /// The scale fixture, when on.
+    pub scale: Option<Scale>,
     // Declared in stop order: Grafana, the database, then the cluster it scrapes.
     grafana: Option<GrafanaSim>,
     tsdb: Option<Tsdb>,
@@ -106,6 +109,10 @@ impl Stack {
     /// Starts the cluster, the database (waiting for its first scrape) and Grafana.
     pub async fn start(opts: StackOptions) -> Result<Stack, StackError> {
         let t0 = Instant::now();
+        // The scale benchmark's fixture (src/sandbox/scale.rs), off unless the variable is set.
+        let scale = Scale::from_env().map_err(|e| {
+            StackError::Prepare(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        })?;
         // Fail fast on a missing binary, before anything is started.
         crate::sandbox::prom::find_binary(opts.prometheus_bin.as_deref(), opts.backend)?;
         // What a stack killed by SIGKILL left behind goes first.
@@ -131,6 +138,7 @@ impl Stack {
             monitoring_namespace: settings.monitoring_namespace.clone(),
             faults: faults.clone(),
             grafana_port,
+            scale,
         })
         .await
         .map_err(StackError::Cluster)?;
@@ -148,6 +156,7 @@ impl Stack {
             app_namespace: settings.namespace.clone(),
             cadvisor_targets: cluster.cadvisor_targets.clone(),
             pod_ip_prefix: cluster.pod_ip_prefix,
+            pods_scrape_interval: scale.map(|_| scale::SCRAPE_INTERVAL),
         })
         .await
         {
@@ -167,6 +176,8 @@ impl Stack {
             faults: faults.clone(),
             datasource_url,
             admin_password: grafana_password.to_string(),
+            extra_dashboards: scale.map(scale::dashboards).unwrap_or_default(),
+            count_requests: scale.is_some(),
             ..GrafanaOptions::default()
         })
         .await
@@ -211,6 +222,7 @@ impl Stack {
             backend: opts.backend,
             prometheus_pid: tsdb.pid,
             prometheus_config: tsdb.config_path.clone(),
+            scale,
             grafana: Some(grafana),
             tsdb: Some(tsdb),
             cluster: Some(cluster),

@@ -32,10 +32,16 @@ fn conditions(stack: &Stack) -> Vec<&'static str> {
 /// long it waited and whether it got warm.
 pub async fn wait_for_data(stack: &Stack, deadline: Duration) -> (Duration, bool) {
     let start = Instant::now();
+    // The scale fixture's queries sum over thousands of series: give each more time.
+    let per_query = if stack.scale.is_some() {
+        Duration::from_secs(15)
+    } else {
+        Duration::from_secs(2)
+    };
     let api = PromApi::direct(
-        Transport::new(Duration::from_secs(2)),
+        Transport::new(per_query),
         &stack.prometheus_url,
-        Duration::from_secs(2),
+        per_query,
         Default::default(),
     );
     let conds = conditions(stack);
