@@ -4,11 +4,14 @@
 //! Each run gets a temporary HOME and working folder, no KUBECONFIG and `--no-kube`, and
 //! selects its own checks with `--only cli`, so the built-in checklist does not matter.
 
+mod support;
+
 use assert_cmd::Command;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use support::fake_prom::fake_prometheus;
 use tempfile::TempDir;
 
 /// A sandbox for one run: HOME, working folder and a check folder.
@@ -711,63 +714,6 @@ fn a_failed_write_to_stdout_exits_non_zero() {
         );
         assert!(!stderr.contains("internal error"), "{c:?}: {stderr}");
     }
-}
-
-/// A Prometheus that answers every query with one series of ones: enough for `explain`.
-fn fake_prometheus() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut s = stream;
-                let mut buf = [0u8; 8192];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&seen);
-                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_secs();
-                let body = if path.contains("/query_range") {
-                    let values: Vec<String> = (0..60)
-                        .map(|i| format!("[{},\"1\"]", now - 900 + i * 15))
-                        .collect();
-                    format!(
-                        r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"__name__":"up","job":"a"}},"values":[{}]}}]}}}}"#,
-                        values.join(",")
-                    )
-                } else if path.contains("/query") {
-                    format!(
-                        r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{"__name__":"up","job":"a"}},"value":[{now},"1"]}}]}}}}"#
-                    )
-                } else if path.contains("/series") {
-                    r#"{"status":"success","data":[{"__name__":"up","job":"a"}]}"#.to_string()
-                } else if path.contains("/label") {
-                    r#"{"status":"success","data":["up"]}"#.to_string()
-                } else if path.contains("buildinfo") {
-                    r#"{"status":"success","data":{"version":"2.42.0"}}"#.to_string()
-                } else if path.contains("/targets") {
-                    r#"{"status":"success","data":{"activeTargets":[],"droppedTargets":[]}}"#
-                        .to_string()
-                } else {
-                    r#"{"status":"success","data":[]}"#.to_string()
-                };
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-    port
 }
 
 #[test]

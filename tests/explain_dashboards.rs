@@ -5,11 +5,14 @@
 //! convert. No stack: the scan against a live Grafana is in tests/explain_stack.rs, which
 //! shares its stacks with the query explanations.
 
+mod support;
+
 use msa_doctor::explain::dashboard::{
     all_panels, builtins, dashboard_model, expand, parse_label_values, relative_seconds,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use support::fake_prom::fake_prometheus;
 
 const SPRING: &str = include_str!("../src/sandbox/dashboards/spring-boot-observability.json");
 const KAFKA: &str = include_str!("../src/sandbox/dashboards/kafka-exporter-overview.json");
@@ -483,58 +486,6 @@ fn a_dashboard_shape_it_cannot_read_is_an_error_naming_what_is_missing() {
             Err(e) => assert!(e.contains(says), "{e:?} does not say {says:?}"),
         }
     }
-}
-
-/// A Prometheus that answers every query with one series of ones, every other call with an
-/// empty success.
-#[cfg(all(unix, feature = "sandbox"))]
-fn fake_prometheus() -> u16 {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 8192];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&seen);
-                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_secs();
-                let body = if path.contains("/query_range") {
-                    let values: Vec<String> = (0..60)
-                        .map(|i| format!("[{},\"1\"]", now - 900 + i * 15))
-                        .collect();
-                    format!(
-                        r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"job":"a"}},"values":[{}]}}]}}}}"#,
-                        values.join(",")
-                    )
-                } else if path.contains("/query") {
-                    format!(
-                        r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{"job":"a"}},"value":[{now},"1"]}}]}}}}"#
-                    )
-                } else if path.contains("/label") && path.contains("/values") {
-                    r#"{"status":"success","data":["order-service"]}"#.to_string()
-                } else {
-                    r#"{"status":"success","data":[]}"#.to_string()
-                };
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-    port
 }
 
 /// The scan against the emulated Grafana serving a schema v2 dashboard: its panel queries are

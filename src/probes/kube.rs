@@ -20,26 +20,6 @@ pub const PORT: &str = "prometheus.io/port";
 /// Where Spring Boot's Micrometer registry serves Prometheus text.
 pub const SPRING_PATH: &str = "/actuator/prometheus";
 
-/// Words for a kube-rs error, with the HTTP status when the API answered.
-pub fn describe(e: &kube::Error) -> (Option<u16>, String) {
-    match e {
-        kube::Error::Api(s) => (Some(s.code), s.message.clone()),
-        other => {
-            let mut text = other.to_string();
-            let mut src = std::error::Error::source(other);
-            while let Some(s) = src {
-                let t = s.to_string();
-                if !text.contains(&t) {
-                    text.push_str(": ");
-                    text.push_str(&t);
-                }
-                src = s.source();
-            }
-            (None, text)
-        }
-    }
-}
-
 /// Grafana's Service, as `access.grafana` explains a dead tunnel with it.
 #[derive(Debug, Clone)]
 pub struct ServiceInfo {

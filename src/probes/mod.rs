@@ -88,17 +88,7 @@ pub fn parse_args<T: serde::de::DeserializeOwned>(args: &toml::Table) -> Result<
         .map_err(|e| BuildError::Args(e.message().trim().to_string()))
 }
 
-/// Cuts a text to at most `max` bytes on a character boundary, saying how much was cut.
-pub fn cut(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} more bytes)", &s[..end], s.len() - end)
-}
+pub use crate::clients::http::cut;
 
 /// Quotes a word for bash when it holds anything but letters, digits and `-_.:/@=`.
 pub fn shell_quote(s: &str) -> String {
