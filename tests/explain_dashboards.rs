@@ -12,6 +12,7 @@ use msa_doctor::explain::dashboard::{
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+#[cfg(all(unix, feature = "sandbox"))]
 use support::fake_prom::fake_prometheus;
 
 const SPRING: &str = include_str!("../src/sandbox/dashboards/spring-boot-observability.json");
