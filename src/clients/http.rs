@@ -333,6 +333,7 @@ impl Transport {
         if resp.content_length().is_some_and(|n| n as usize > max) {
             return Err(too_large());
         }
+        let hinted = resp.content_length().map(|n| n as usize).unwrap_or(0);
         let mut out: Vec<u8> = Vec::new();
         let mut permit: Option<OwnedSemaphorePermit> = None;
         let mut held = 0usize;
@@ -358,7 +359,17 @@ impl Transport {
             if out.len() + chunk.len() > max {
                 return Err(too_large());
             }
-            let need = (out.len() + chunk.len()).div_ceil(UNIT);
+            // The budget counts what the buffer holds (its capacity), taken before it grows:
+            // a known length is reserved once, else the buffer doubles, up to the cap.
+            let required = out.len() + chunk.len();
+            let capacity = if required <= out.capacity() {
+                out.capacity()
+            } else if out.is_empty() && hinted >= required {
+                hinted
+            } else {
+                (out.capacity() * 2).max(required).min(max)
+            };
+            let need = capacity.div_ceil(UNIT);
             if need > held {
                 let more = (need - held) as u32;
                 let left = deadline.saturating_sub(started.elapsed());
@@ -382,6 +393,9 @@ impl Transport {
                     None => permit = Some(p),
                 }
                 held = need;
+            }
+            if capacity > out.capacity() {
+                out.reserve_exact(capacity - out.len());
             }
             out.extend_from_slice(&chunk);
         }
