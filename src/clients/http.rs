@@ -147,6 +147,17 @@ impl Answer {
     }
 }
 
+/// The time a call may take now: its per-call limit, or what is left before a deadline (at
+/// least a millisecond, so the call fails by itself rather than never starts).
+pub fn within(limit: Duration, deadline: Option<Instant>) -> Duration {
+    match deadline {
+        Some(d) => limit
+            .min(d.saturating_duration_since(Instant::now()))
+            .max(Duration::from_millis(1)),
+        None => limit,
+    }
+}
+
 /// Cuts a text to at most `max` bytes on a character boundary, saying how much was cut.
 pub fn cut(s: &str, max: usize) -> String {
     if s.len() <= max {

@@ -484,6 +484,11 @@ impl KubeMemo {
         }
     }
 
+    /// The per-call limit of a list, and the asker's own wait.
+    fn limits(&self, t: Duration) -> (Duration, Duration) {
+        (self.per_call.unwrap_or(Duration::from_secs(5)), t)
+    }
+
     /// The Deployments of a namespace.
     pub async fn deployments(
         &self,
@@ -491,15 +496,9 @@ impl KubeMemo {
         ns: &str,
         t: Duration,
     ) -> Result<Arc<Vec<Deployment>>, CallError> {
-        list_once(
-            &self.deployments,
-            c,
-            ns,
-            "Deployments",
-            (self.per_call.unwrap_or(Duration::from_secs(5)), t),
-        )
-        .await
+        list_once(&self.deployments, c, ns, "Deployments", self.limits(t)).await
     }
+
     /// The StatefulSets of a namespace.
     pub async fn statefulsets(
         &self,
@@ -507,15 +506,9 @@ impl KubeMemo {
         ns: &str,
         t: Duration,
     ) -> Result<Arc<Vec<StatefulSet>>, CallError> {
-        list_once(
-            &self.statefulsets,
-            c,
-            ns,
-            "StatefulSets",
-            (self.per_call.unwrap_or(Duration::from_secs(5)), t),
-        )
-        .await
+        list_once(&self.statefulsets, c, ns, "StatefulSets", self.limits(t)).await
     }
+
     /// The pods of a namespace.
     pub async fn pods(
         &self,
@@ -523,15 +516,9 @@ impl KubeMemo {
         ns: &str,
         t: Duration,
     ) -> Result<Arc<Vec<Pod>>, CallError> {
-        list_once(
-            &self.pods,
-            c,
-            ns,
-            "pods",
-            (self.per_call.unwrap_or(Duration::from_secs(5)), t),
-        )
-        .await
+        list_once(&self.pods, c, ns, "pods", self.limits(t)).await
     }
+
     /// The Services of a namespace.
     pub async fn services(
         &self,
@@ -539,14 +526,7 @@ impl KubeMemo {
         ns: &str,
         t: Duration,
     ) -> Result<Arc<Vec<Service>>, CallError> {
-        list_once(
-            &self.services,
-            c,
-            ns,
-            "Services",
-            (self.per_call.unwrap_or(Duration::from_secs(5)), t),
-        )
-        .await
+        list_once(&self.services, c, ns, "Services", self.limits(t)).await
     }
 }
 

@@ -228,13 +228,7 @@ impl PromApi {
 
     /// The time a call may take now: the per-call limit, or what is left before the deadline.
     fn call_timeout(&self) -> Duration {
-        match self.deadline {
-            Some(d) => self
-                .timeout
-                .min(d.saturating_duration_since(Instant::now()))
-                .max(Duration::from_millis(1)),
-            None => self.timeout,
-        }
+        super::http::within(self.timeout, self.deadline)
     }
 
     /// The deadline of each call.
