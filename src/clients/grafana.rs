@@ -113,7 +113,12 @@ impl Grafana {
         }
         let call = format!("{method} {path} on Grafana");
         self.transport
-            .send(&call, req, self.timeout, self.lane)
+            .send(
+                &call,
+                req,
+                super::http::within(self.timeout, self.deadline),
+                self.lane,
+            )
             .await
     }
 
